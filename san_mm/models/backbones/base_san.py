@@ -1,0 +1,126 @@
+"""What every scale-adaptive backbone shares: training sizes, the active resolution, the policy."""
+import contextlib
+from typing import Iterator, List, Optional, Sequence
+
+from mmpretrain.models.backbones.base_backbone import BaseBackbone
+from torch import Tensor
+
+from ..utils import (DEFAULT_TRAIN_SIZES, MetaConv2d, PrivateBatchNorm2d,
+                     ScaleContext, ScaleEncoder, ScalePolicy, ScaleState,
+                     check_inference_mode)
+
+
+class BaseScaleAdaptiveBackbone(BaseBackbone):
+    """Base class of SAN backbones.
+
+    Owns the :class:`ScaleContext` shared by all generated convs and private
+    BNs, and sets it once per forward from the input's spatial size (the
+    shorter side, so a plain forward at a training size uses that size's
+    kernels and BN), unless a size is forced with :meth:`force_size`.
+
+    Args:
+        train_sizes (Sequence[int]): Training resolutions; any order, kept
+            largest first (branch ``i`` is the ``i``-th largest).
+        scale_encoding (dict): Keyword arguments of :class:`ScaleEncoder`
+            (``max_encoding``, ``reference_size``). Defaults to the official
+            ``0.7 * r / max(train_sizes)``.
+        inference_mode (str): How sizes that were not trained on are run:
+            ``proxy``, ``ideal``, ``calibrated`` or ``data_free``
+            (see :mod:`san_mm.models.utils.scale_policy`).
+        use_meta_network (bool): If False, every generated conv keeps one
+            shared kernel (private BN only: the RS-Net-style ablation).
+        init_cfg (dict | list[dict], optional): mmengine init config.
+    """
+
+    def __init__(self,
+                 train_sizes: Sequence[int] = DEFAULT_TRAIN_SIZES,
+                 scale_encoding: Optional[dict] = None,
+                 inference_mode: str = 'proxy',
+                 use_meta_network: bool = True,
+                 init_cfg=None):
+        super().__init__(init_cfg)
+        self.scale_encoder = ScaleEncoder(train_sizes, **(scale_encoding or {}))
+        self.train_sizes = self.scale_encoder.train_sizes
+        self.scale_policy = ScalePolicy(self.scale_encoder, inference_mode)
+        self.scale_context = ScaleContext()
+        self.use_meta_network = bool(use_meta_network)
+        self.forced_size: Optional[int] = None
+        self._calibrating_size: Optional[int] = None
+
+    # ------------------------------------------------------ layer factories
+    def _meta_conv(self, in_channels, out_channels, kernel_size, **kwargs):
+        return MetaConv2d(in_channels, out_channels, kernel_size,
+                          self.scale_context, meta=self.use_meta_network,
+                          meta_init=self.meta_init, **kwargs)
+
+    def _private_bn(self, num_features):
+        return PrivateBatchNorm2d(num_features, len(self.train_sizes),
+                                  self.scale_context, self.norm_cfg)
+
+    # ----------------------------------------------------- active resolution
+    @property
+    def inference_mode(self) -> str:
+        return self.scale_policy.mode
+
+    @inference_mode.setter
+    def inference_mode(self, mode: str) -> None:
+        self.scale_policy.mode = check_inference_mode(mode)
+
+    @property
+    def calibrated_sizes(self) -> List[int]:
+        """Sizes for which every private BN holds calibrated statistics."""
+        sizes = None
+        for module in self.private_bns():
+            own = set(module.calibrated_sizes)
+            sizes = own if sizes is None else sizes & own
+        return sorted(sizes or ())
+
+    def private_bns(self) -> Iterator[PrivateBatchNorm2d]:
+        return (m for m in self.modules() if isinstance(m, PrivateBatchNorm2d))
+
+    def meta_convs(self) -> Iterator[MetaConv2d]:
+        return (m for m in self.modules() if isinstance(m, MetaConv2d))
+
+    @contextlib.contextmanager
+    def force_size(self, size: int):
+        """Run every forward inside the block as if the input were ``size``
+        pixels (for tools and tests; e.g. a non-square input)."""
+        self.scale_encoder.encode(size)  # validates
+        previous, self.forced_size = self.forced_size, int(size)
+        try:
+            yield self
+        finally:
+            self.forced_size = previous
+
+    @contextlib.contextmanager
+    def calibrating(self, size: int):
+        """Inside the block, forwards at ``size`` normalise with batch
+        statistics and accumulate them as calibrated BN statistics for
+        ``size`` (post-hoc BN calibration; see :class:`PrivateBatchNorm2d`)."""
+        self.scale_encoder.encode(size)  # validates
+        for module in self.private_bns():
+            module.reset_calibration(size)
+        previous, self._calibrating_size = self._calibrating_size, int(size)
+        try:
+            yield self
+        finally:
+            self._calibrating_size = previous
+
+    def resolve_scale(self, size: int) -> ScaleState:
+        """The :class:`ScaleState` a forward at ``size`` would use now."""
+        if size == self._calibrating_size:
+            return self.scale_policy.calibration_state(size)
+        return self.scale_policy.resolve(
+            size, training=self.training,
+            calibrated_sizes=self.calibrated_sizes
+            if self.inference_mode == 'calibrated' else ())
+
+    def activate_scale(self, x: Tensor) -> ScaleState:
+        """Set the shared scale state for input ``x`` (N, C, H, W)."""
+        if x.dim() != 4:
+            raise ValueError('expected an image batch of shape (N, C, H, W), '
+                             f'got shape {tuple(x.shape)}')
+        size = self.forced_size or min(x.shape[-2:])
+        state = self.resolve_scale(int(size))
+        self.scale_context.state = state
+        return state

@@ -1,0 +1,11 @@
+from .meta_conv import META_INITS, MetaConv2d
+from .private_bn import PrivateBatchNorm2d
+from .scale_encoding import DEFAULT_TRAIN_SIZES, ScaleEncoder, validate_sizes
+from .scale_policy import (INFERENCE_MODES, BNSelection, ScaleContext,
+                           ScalePolicy, ScaleState, check_inference_mode)
+
+__all__ = [
+    'META_INITS', 'MetaConv2d', 'PrivateBatchNorm2d', 'DEFAULT_TRAIN_SIZES',
+    'ScaleEncoder', 'validate_sizes', 'INFERENCE_MODES', 'BNSelection',
+    'ScaleContext', 'ScalePolicy', 'ScaleState', 'check_inference_mode'
+]

@@ -1,0 +1,205 @@
+"""Generated convolution: the kernel is produced from the scale encoding, W(s) = B + s * A.
+
+In the reference implementation each generated conv owns a meta network ``Linear(1, numel(W))``
+whose weight is the flattened residual A and whose bias is the flattened base B. Storing A and B
+directly in kernel shape is the same function and the same parameters (2x the kernel), without
+reshapes on the hot path; ``weight`` holds B so that the module's state dict is a superset of a
+plain ``nn.Conv2d``'s (conversion to and from plain models is a rename at most).
+"""
+import math
+from collections import OrderedDict
+from typing import Optional
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from .scale_policy import ScaleContext
+
+#: Initialisations of the reference implementation.
+#: ``resnet``: PyTorch's default ``Linear(1, N)`` init, i.e. A and B ~ U(-1, 1) (fan_in = 1).
+#: ``mobilenet_v2``: every Linear ~ N(0, 0.01) with zero bias, i.e. A ~ N(0, 0.01), B = 0.
+#: ``kaiming``: B ~ Kaiming normal (fan_out), A = 0: starts as a plain, scale-independent conv.
+META_INITS = ('resnet', 'mobilenet_v2', 'kaiming')
+
+
+class MetaConv2d(nn.Conv2d):
+    """A convolution whose kernel is generated from the active scale encoding.
+
+    Args:
+        in_channels (int): Input channels.
+        out_channels (int): Output channels.
+        kernel_size (int | tuple): Kernel size.
+        scale_context (ScaleContext): Shared holder of the active resolution
+            (set by the owning backbone before each forward).
+        stride, padding, dilation, groups: As in :class:`torch.nn.Conv2d`.
+        meta (bool): If False the kernel is shared across sizes (no residual
+            A): the "no meta network" ablation. Defaults to True.
+        meta_init (str): One of :data:`META_INITS`. Defaults to ``'resnet'``.
+        cache_size (int): How many eval-mode kernels to keep (one per
+            encoding). Defaults to 32.
+
+    Shape:
+        - Input: :math:`(N, C_{in}, H, W)`
+        - Output: :math:`(N, C_{out}, H', W')`
+        - ``weight`` (B) and ``weight_residual`` (A):
+          :math:`(C_{out}, C_{in} / groups, k_h, k_w)`
+
+    Example:
+        >>> from san_mm.models.utils import ScaleContext, MetaConv2d
+        >>> ctx = ScaleContext()
+        >>> conv = MetaConv2d(8, 16, 3, ctx, padding=1)
+        >>> kernel = conv.generate_kernel(0.5)   # B + 0.5 * A
+        >>> tuple(kernel.shape)
+        (16, 8, 3, 3)
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 kernel_size,
+                 scale_context: ScaleContext,
+                 stride=1,
+                 padding=0,
+                 dilation=1,
+                 groups: int = 1,
+                 meta: bool = True,
+                 meta_init: str = 'resnet',
+                 cache_size: int = 32):
+        if meta_init not in META_INITS:
+            raise ValueError(f'unknown meta_init {meta_init!r}; expected one '
+                             f'of {list(META_INITS)}')
+        if not isinstance(scale_context, ScaleContext):
+            raise TypeError('scale_context must be a ScaleContext, got '
+                            f'{type(scale_context).__name__}')
+        self.meta = bool(meta)
+        self.meta_init = meta_init
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride,
+                         padding=padding, dilation=dilation, groups=groups,
+                         bias=False)
+        # Not a submodule: the context is shared by every layer of a network.
+        self.__dict__['scale_context'] = scale_context
+        if self.meta:
+            self.weight_residual = nn.Parameter(torch.empty_like(self.weight))
+        else:
+            self.register_parameter('weight_residual', None)
+        self.cache_size = cache_size
+        self._kernel_cache: 'OrderedDict[float, Tensor]' = OrderedDict()
+        self._cache_stamp = None
+        self.reset_parameters()
+
+    # ------------------------------------------------------------------ init
+    def reset_parameters(self) -> None:
+        # nn.Conv2d.__init__ calls this before the residual exists; the
+        # complete initialisation runs at the end of our __init__.
+        if 'weight_residual' not in self._parameters:
+            return None
+        residual = self.weight_residual
+        if self.meta_init == 'resnet':
+            # PyTorch's Linear(1, N) default: U(-1/sqrt(fan_in), ...) with fan_in = 1
+            nn.init.uniform_(self.weight, -1.0, 1.0)
+            if residual is not None:
+                nn.init.uniform_(residual, -1.0, 1.0)
+        elif self.meta_init == 'mobilenet_v2':
+            nn.init.zeros_(self.weight)
+            if residual is not None:
+                nn.init.normal_(residual, 0.0, 0.01)
+            else:  # shared conv: nothing to generate from, keep the N(0, .01)
+                nn.init.normal_(self.weight, 0.0, 0.01)
+        else:  # kaiming
+            nn.init.kaiming_normal_(self.weight, mode='fan_out',
+                                    nonlinearity='relu')
+            if residual is not None:
+                nn.init.zeros_(residual)
+        self.clear_kernel_cache()
+
+    # ------------------------------------------------------------- kernels
+    def generate_kernel(self, encoding: float) -> Tensor:
+        """The kernel for one encoding: ``B + encoding * A``."""
+        if self.weight_residual is None:
+            return self.weight
+        return torch.add(self.weight, self.weight_residual, alpha=encoding)
+
+    def generate_kernels(self, encodings) -> Tensor:
+        """Kernels for several encodings in one batched operation.
+
+        Args:
+            encodings (Sequence[float] | Tensor): ``E`` encodings.
+
+        Returns:
+            Tensor: :math:`(E, C_{out}, C_{in} / groups, k_h, k_w)`.
+        """
+        encodings = torch.as_tensor(encodings, dtype=self.weight.dtype,
+                                    device=self.weight.device).reshape(-1)
+        base = self.weight.unsqueeze(0)
+        if self.weight_residual is None:
+            return base.expand(encodings.numel(), *self.weight.shape)
+        scales = encodings.reshape(-1, *([1] * self.weight.dim()))
+        return torch.addcmul(base, scales, self.weight_residual.unsqueeze(0))
+
+    def kernel_for(self, encoding: float) -> Tensor:
+        """The kernel for ``encoding``, cached in eval mode.
+
+        The cache is used only when no gradient can flow into the kernel
+        (eval mode and grad disabled, or frozen parameters); it is dropped
+        whenever the parameters may have changed: in-place updates (optimiser
+        steps, ``load_state_dict``) bump their version counters, ``.to()`` /
+        ``.cuda()`` / ``.half()`` go through ``_apply``, and ``train()``
+        switches clear it.
+        """
+        if self.training or self.weight_residual is None:
+            return self.generate_kernel(encoding)
+        needs_grad = torch.is_grad_enabled() and (
+            self.weight.requires_grad or self.weight_residual.requires_grad)
+        if needs_grad:
+            return self.generate_kernel(encoding)
+        stamp = self._parameter_stamp()
+        if stamp != self._cache_stamp:
+            self._kernel_cache.clear()
+            self._cache_stamp = stamp
+        key = float(encoding)
+        kernel = self._kernel_cache.get(key)
+        if kernel is None:
+            with torch.no_grad():
+                kernel = self.generate_kernel(key)
+            self._kernel_cache[key] = kernel
+            while len(self._kernel_cache) > self.cache_size:
+                self._kernel_cache.popitem(last=False)
+        return kernel
+
+    def _parameter_stamp(self):
+        return tuple((p._version, p.data_ptr(), p.device, p.dtype)
+                     for p in (self.weight, self.weight_residual))
+
+    def clear_kernel_cache(self) -> None:
+        self._kernel_cache.clear()
+        self._cache_stamp = None
+
+    # ------------------------------------------------- cache invalidation
+    def train(self, mode: bool = True):
+        self.clear_kernel_cache()
+        return super().train(mode)
+
+    def _apply(self, fn, *args, **kwargs):
+        self.clear_kernel_cache()
+        return super()._apply(fn, *args, **kwargs)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self.clear_kernel_cache()
+        return super()._load_from_state_dict(*args, **kwargs)
+
+    def __getstate__(self):
+        # Cached kernels are derived data: never pickle or deep-copy them.
+        state = super().__getstate__()
+        state = dict(state)
+        state['_kernel_cache'] = OrderedDict()
+        state['_cache_stamp'] = None
+        return state
+
+    # -------------------------------------------------------------- forward
+    def forward(self, x: Tensor) -> Tensor:
+        state = self.scale_context.require_state(type(self).__name__)
+        return self._conv_forward(x, self.kernel_for(state.encoding), None)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f', meta={self.meta}'
