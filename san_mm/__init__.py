@@ -11,7 +11,7 @@ warnings.filterwarnings(
     'ignore', message='Fail to import ``MultiScaleDeformableAttention``')
 
 from .version import __version__  # noqa: E402
-from . import checkpoint  # noqa: E402,F401  # noqa: F401  (applies the loading policy once)
+from . import checkpoint  # noqa: E402,F401  (applies the loading policy once)
 from . import models  # noqa: E402,F401
 
 __all__ = ['__version__']

@@ -28,8 +28,10 @@ import torch
 from mmengine.logging import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
 
-__all__ = ['apply_checkpoint_policy', 'load_from_local_weights_only',
-           'UnsafeCheckpointError', 'SAFE_GLOBALS']
+__all__ = [
+    'apply_checkpoint_policy', 'load_from_local_weights_only',
+    'convert_trusted_checkpoint', 'UnsafeCheckpointError', 'SAFE_GLOBALS'
+]
 
 
 class UnsafeCheckpointError(pickle.UnpicklingError):
@@ -98,6 +100,35 @@ def load_from_local_weights_only(filename, map_location=None):
         raise UnsafeCheckpointError(
             f'cannot read checkpoint {filename}: it is truncated, corrupt or '
             f'not a torch checkpoint ({error})') from None
+
+
+def convert_trusted_checkpoint(src: str, dst: str) -> dict:
+    """Rewrite a checkpoint you trust into the weights-only-loadable format.
+
+    ``src`` is unpickled with ``weights_only=False`` (it can run code: only
+    call this on files whose origin you trust), then saved to ``dst`` with the
+    policy applied. The result is verified to load with ``weights_only=True``.
+
+    Returns:
+        dict: The checkpoint as written.
+    """
+    apply_checkpoint_policy()
+    checkpoint = torch.load(src, map_location='cpu', weights_only=False)
+    torch.save(checkpoint, dst)
+    unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(dst)
+    remaining = [name for name in unsafe
+                 if name not in {_qualname(t) for t in SAFE_GLOBALS}]
+    if remaining:
+        # Keep only what inference and fine-tuning need.
+        checkpoint = {k: checkpoint[k] for k in ('state_dict', 'meta')
+                      if k in checkpoint}
+        torch.save(checkpoint, dst)
+    torch.load(dst, map_location='cpu', weights_only=True)
+    return checkpoint
+
+
+def _qualname(obj) -> str:
+    return f'{obj.__module__}.{obj.__qualname__}'
 
 
 _applied = False

@@ -1,0 +1,194 @@
+import pytest
+import torch
+import torch.nn as nn
+from mmpretrain.models import ImageClassifier, MobileNetV2, ResNet
+from mmpretrain.registry import MODELS
+
+from san_mm.models import MetaConv2d, MetaMobileNetV2, MetaResNet
+from san_mm.models.utils import PrivateBatchNorm2d
+
+SIZES = (224, 192, 160, 128, 96)
+TINY_RESNET = dict(stem_channels=4, base_channels=4)
+
+
+def tiny(depth, **kwargs):
+    return MetaResNet(depth, **TINY_RESNET, **kwargs)
+
+
+@pytest.mark.parametrize('depth', [18, 50])
+def test_resnet_output_shapes_match_mmpretrain_resnet(depth):
+    net = tiny(depth, out_indices=(0, 1, 2, 3)).eval()
+    plain = ResNet(depth, **TINY_RESNET, out_indices=(0, 1, 2, 3))
+    plain.eval()  # mmpretrain's train() returns None
+    expansion = 1 if depth == 18 else 4
+    for size in SIZES:
+        x = torch.rand(2, 3, size, size)
+        outs = net(x)
+        assert [o.shape for o in outs] == [o.shape for o in plain(x)]
+        side = -(-size // 32)
+        assert outs[-1].shape == (2, 32 * expansion, side, side)
+
+
+def test_mobilenet_v2_output_shapes_match_mmpretrain():
+    net = MetaMobileNetV2(widen_factor=0.25, out_indices=range(8)).eval()
+    plain = MobileNetV2(widen_factor=0.25, out_indices=range(8))
+    plain.eval()
+    for size in SIZES:
+        x = torch.rand(1, 3, size, size)
+        outs = net(x)
+        assert [o.shape for o in outs] == [o.shape for o in plain(x)]
+        assert outs[-1].shape == (1, 1280, -(-size // 32), -(-size // 32))
+
+
+@pytest.mark.parametrize('build,expected_meta', [
+    (lambda: MetaResNet(18), 22_315_008),
+    (lambda: MetaResNet(50), 46_891_008),
+    (lambda: MetaMobileNetV2(), 4_379_520),
+])
+def test_full_width_meta_parameter_counts(build, expected_meta):
+    net = build()
+    meta = sum(p.numel() for conv in net.meta_convs()
+               for p in conv.parameters(recurse=False))
+    assert meta == expected_meta
+
+
+def test_what_is_generated_and_what_is_shared():
+    net = tiny(50)
+    assert type(net.conv1) is nn.Conv2d  # shared 7x7 stem
+    assert isinstance(net.bn1, PrivateBatchNorm2d)  # private stem BN
+    assert isinstance(net.layer1[0].downsample[0], MetaConv2d)
+    assert isinstance(net.layer1[0].downsample[1], PrivateBatchNorm2d)
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    assert sum(not isinstance(m, MetaConv2d) for m in convs) == 1
+    assert not any(isinstance(m, nn.BatchNorm2d) and not any(
+        m is s for p in net.private_bns() for s in p.sets)
+        for m in net.modules())
+    mbv2 = MetaMobileNetV2(widen_factor=0.25)
+    assert all(isinstance(m, MetaConv2d) for m in mbv2.modules()
+               if isinstance(m, nn.Conv2d))
+    # mmpretrain's module names, so conversion is a selection
+    names = dict(net.named_parameters())
+    assert {'conv1.weight', 'bn1.sets.0.weight', 'layer1.0.conv2.weight',
+            'layer1.0.conv2.weight_residual', 'layer1.0.downsample.0.weight',
+            'layer4.2.bn3.sets.4.bias'} <= set(names)
+
+
+@pytest.mark.parametrize('build', [lambda: tiny(18), lambda: tiny(50),
+                                   lambda: MetaMobileNetV2(widen_factor=0.25)])
+def test_no_dead_parameters(build):
+    net = build().train()
+    loss = sum(net(torch.rand(2, 3, s, s))[-1].mean() for s in SIZES)
+    loss.backward()
+    unused = [n for n, p in net.named_parameters() if p.grad is None]
+    assert unused == []
+
+
+def test_forward_at_training_size_uses_its_private_bn():
+    net = tiny(18).train()
+    net(torch.rand(2, 3, 160, 160))
+    tracked = [int(s.num_batches_tracked) for s in net.bn1.sets]
+    assert tracked == [0, 0, 1, 0, 0]
+    state = net.scale_context.state
+    assert state.size == 160 and state.encoding == pytest.approx(0.5)
+
+
+def test_force_size_overrides_input_size():
+    net = tiny(18).eval()
+    with net.force_size(96):
+        net(torch.rand(1, 3, 64, 80))
+        assert net.scale_context.state.bn.index == 4
+    net(torch.rand(1, 3, 64, 80))  # shorter side 64 -> nearest 96 (proxy)
+    assert net.scale_context.state.size == 64
+    with pytest.raises(ValueError, match='training forward at resolution 100'):
+        net.train()(torch.rand(2, 3, 100, 100))
+
+
+def test_train_sizes_any_number_kept_largest_first():
+    net = tiny(18, train_sizes=[16, 28, 20])
+    assert net.train_sizes == (28, 20, 16)
+    assert net.bn1.num_sets == 3
+    assert net.scale_encoder.encode(20) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match=r'\[28\] more than once'):
+        tiny(18, train_sizes=[28, 28])
+
+
+def test_no_meta_network_switch():
+    net = tiny(18, use_meta_network=False)
+    assert all(conv.weight_residual is None for conv in net.meta_convs())
+    assert all(bn.num_sets == 5 for bn in net.private_bns())
+    x = torch.rand(1, 3, 96, 96)
+    net.eval()
+    assert net(x)[0].shape == (1, 32, 3, 3)
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(depth=19), '19'),
+    (dict(depth=18, out_indices=(4, )), '4'),
+    (dict(depth=18, frozen_stages=5), '5'),
+    (dict(depth=18, num_stages=5), '5'),
+    (dict(depth=18, strides=(1, 2)), r'\(1, 2\)'),
+    (dict(depth=18, base_channels=0), 'base_channels'),
+    (dict(depth=18, inference_mode='exact'), "'exact'"),
+    (dict(depth=18, train_sizes=[224, 0]), '0'),
+    (dict(depth=18, meta_init='xavier'), "'xavier'"),
+])
+def test_resnet_invalid_arguments(kwargs, match):
+    with pytest.raises((ValueError, KeyError, TypeError), match=match):
+        MetaResNet(**kwargs)
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(out_indices=(8, )), '8'),
+    (dict(frozen_stages=8), '8'),
+    (dict(widen_factor=0), '0'),
+])
+def test_mobilenet_v2_invalid_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        MetaMobileNetV2(**kwargs)
+
+
+def test_frozen_stages_and_norm_eval():
+    net = tiny(18, frozen_stages=1, norm_eval=True)
+    net.train()
+    assert not net.conv1.weight.requires_grad
+    assert not any(p.requires_grad for p in net.layer1.parameters())
+    assert all(p.requires_grad for p in net.layer2.parameters())
+    assert not any(m.training for m in net.modules()
+                   if isinstance(m, nn.BatchNorm2d))
+    mbv2 = MetaMobileNetV2(widen_factor=0.25, frozen_stages=2).train()
+    assert not any(p.requires_grad for p in mbv2.layer2.parameters())
+    assert not mbv2.layer2.training and mbv2.layer3.training
+
+
+def test_zero_init_residual():
+    net = tiny(18, zero_init_residual=True)
+    assert all(torch.count_nonzero(s.weight) == 0 for s in net.layer1[0].bn2.sets)
+
+
+def test_registered_and_drop_into_image_classifier():
+    model = MODELS.build(
+        dict(type='ImageClassifier',
+             backbone=dict(type='MetaResNet', depth=18, **TINY_RESNET),
+             neck=dict(type='GlobalAveragePooling'),
+             head=dict(type='LinearClsHead', num_classes=7, in_channels=32)))
+    assert isinstance(model, ImageClassifier)
+    model.init_weights()
+    model.eval()
+    for size in (160, 100):
+        assert model(torch.rand(2, 3, size, size), mode='tensor').shape == (2, 7)
+    mbv2 = MODELS.build(
+        dict(type='ImageClassifier',
+             backbone=dict(type='MetaMobileNetV2', widen_factor=0.25),
+             neck=dict(type='GlobalAveragePooling'),
+             head=dict(type='LinearClsHead', num_classes=3, in_channels=1280)))
+    mbv2.eval()
+    assert mbv2(torch.rand(1, 3, 96, 96), mode='tensor').shape == (1, 3)
+
+
+def test_cuda_if_available():
+    if not torch.cuda.is_available():
+        pytest.skip('no CUDA device')
+    net = tiny(18).cuda().eval()
+    with torch.no_grad():
+        out = net(torch.rand(1, 3, 96, 96, device='cuda'))
+    assert out[0].is_cuda

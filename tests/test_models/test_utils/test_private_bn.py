@@ -1,0 +1,95 @@
+import pytest
+import torch
+import torch.nn as nn
+
+from san_mm.models.utils import (BNSelection, PrivateBatchNorm2d,
+                                 ScaleContext, ScaleState)
+
+
+def make_bn(num_sets=3, channels=4):
+    ctx = ScaleContext()
+    return PrivateBatchNorm2d(channels, num_sets, ctx), ctx
+
+
+def randomise(bn):
+    torch.manual_seed(0)
+    for layer in bn.sets:
+        layer.weight.data.uniform_(0.5, 2)
+        layer.bias.data.normal_()
+        layer.running_mean.normal_()
+        layer.running_var.uniform_(0.5, 2)
+
+
+def test_only_selected_set_is_used_and_updated():
+    bn, ctx = make_bn()
+    ctx.state = ScaleState(160, 0.5, BNSelection('set', 1))
+    bn.train()
+    bn(torch.randn(8, 4, 5, 5) * 3 + 2)
+    assert bn.sets[1].num_batches_tracked == 1
+    assert bn.sets[0].num_batches_tracked == 0
+    assert torch.equal(bn.sets[2].running_mean, torch.zeros(4))
+    randomise(bn)
+    bn.eval()
+    x = torch.randn(2, 4, 3, 3)
+    for index in range(3):
+        ctx.state = ScaleState(160, 0.5, BNSelection('set', index))
+        torch.testing.assert_close(bn(x), bn.sets[index](x))
+
+
+def test_interpolation_endpoints_and_midpoint():
+    bn, ctx = make_bn()
+    randomise(bn)
+    bn.eval()
+    x = torch.randn(2, 4, 3, 3)
+    for alpha, expected in ((0.0, bn.sets[2]), (1.0, bn.sets[1])):
+        ctx.state = ScaleState(0, 0.5, BNSelection('interpolate', 2, 1, alpha))
+        torch.testing.assert_close(bn(x), expected(x))
+    mid = bn.interpolated_parameters(2, 1, 0.5)
+    for name in ('weight', 'bias', 'running_mean', 'running_var'):
+        torch.testing.assert_close(
+            mid[name], (getattr(bn.sets[2], name) + getattr(bn.sets[1], name)) / 2)
+
+
+def test_calibration_collects_cumulative_statistics():
+    bn, ctx = make_bn()
+    randomise(bn)
+    before = [s.running_mean.clone() for s in bn.sets]
+    batches = [torch.randn(16, 4, 6, 6) * 2 + 1 for _ in range(3)]
+    bn.reset_calibration(176)
+    ctx.state = ScaleState(176, 0.55, BNSelection('calibrating', 1, size=176))
+    bn.eval()  # calibration uses batch statistics whatever the mode
+    for batch in batches:
+        bn(batch)
+    stats = bn.calibrated['176']
+    expected_mean = torch.stack([b.mean((0, 2, 3)) for b in batches]).mean(0)
+    torch.testing.assert_close(stats.running_mean, expected_mean)
+    for saved, layer in zip(before, bn.sets):  # training sets untouched
+        assert torch.equal(saved, layer.running_mean)
+    assert bn.calibrated_sizes == [176]
+    ctx.state = ScaleState(176, 0.55, BNSelection('calibrated', 1, size=176))
+    x = batches[0]
+    reference = nn.functional.batch_norm(
+        x, stats.running_mean, stats.running_var, bn.sets[1].weight,
+        bn.sets[1].bias, False, 0.0, 1e-5)
+    torch.testing.assert_close(bn(x), reference)
+
+
+def test_calibrated_statistics_load_into_fresh_module():
+    bn, ctx = make_bn()
+    bn.reset_calibration(100)
+    bn.calibrated['100'].running_mean.fill_(3.0)
+    fresh, _ = make_bn()
+    fresh.load_state_dict(bn.state_dict())
+    assert fresh.calibrated_sizes == [100]
+    assert torch.equal(fresh.calibrated['100'].running_mean, torch.full((4, ), 3.0))
+
+
+def test_sync_bn_conversion_keeps_private_sets():
+    bn, _ = make_bn()
+    converted = nn.SyncBatchNorm.convert_sync_batchnorm(bn)
+    assert all(isinstance(s, nn.SyncBatchNorm) for s in converted.sets)
+
+
+def test_invalid_num_sets():
+    with pytest.raises(ValueError, match='0'):
+        PrivateBatchNorm2d(4, 0, ScaleContext())
