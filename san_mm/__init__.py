@@ -13,5 +13,6 @@ warnings.filterwarnings(
 from .version import __version__  # noqa: E402
 from . import checkpoint  # noqa: E402,F401  (applies the loading policy once)
 from . import models  # noqa: E402,F401
+from . import datasets, engine  # noqa: E402,F401
 
 __all__ = ['__version__']

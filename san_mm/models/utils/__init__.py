@@ -1,3 +1,4 @@
+from .data_preprocessor import SANDataPreprocessor
 from .meta_conv import META_INITS, MetaConv2d
 from .private_bn import PrivateBatchNorm2d
 from .scale_encoding import DEFAULT_TRAIN_SIZES, ScaleEncoder, validate_sizes
@@ -5,7 +6,7 @@ from .scale_policy import (INFERENCE_MODES, BNSelection, ScaleContext,
                            ScalePolicy, ScaleState, check_inference_mode)
 
 __all__ = [
-    'META_INITS', 'MetaConv2d', 'PrivateBatchNorm2d', 'DEFAULT_TRAIN_SIZES',
+    'SANDataPreprocessor', 'META_INITS', 'MetaConv2d', 'PrivateBatchNorm2d', 'DEFAULT_TRAIN_SIZES',
     'ScaleEncoder', 'validate_sizes', 'INFERENCE_MODES', 'BNSelection',
     'ScaleContext', 'ScalePolicy', 'ScaleState', 'check_inference_mode'
 ]

@@ -61,6 +61,18 @@ class ScaleState:
     encoding: float
     bn: BNSelection
 
+    def describe(self) -> str:
+        """One line for logs, e.g. ``encoding 0.6500, BN interpolate(2, 1,
+        alpha=0.500)``."""
+        bn = self.bn
+        if bn.kind == 'interpolate':
+            detail = f'{bn.index}, {bn.upper_index}, alpha={bn.alpha:.3f}'
+        elif bn.kind in ('calibrated', 'calibrating'):
+            detail = f'size {bn.size}, affine of set {bn.index}'
+        else:
+            detail = f'set {bn.index}'
+        return f'encoding {self.encoding:.4f}, BN {bn.kind}({detail})'
+
 
 class ScaleContext:
     """The active :class:`ScaleState` shared by all SAN layers of one network.

@@ -1,0 +1,87 @@
+"""What tools/train.py and tools/test.py do, kept in the package so it is tested."""
+import argparse
+import os
+import os.path as osp
+
+from mmengine.config import Config, DictAction
+
+from san_mm.utils import apply_size_overrides
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--work-dir', help='the directory for logs and '
+                        'checkpoints (default: ./work_dirs/<config name>)')
+    parser.add_argument('--amp', action='store_true',
+                        help='automatic mixed precision')
+    parser.add_argument('--no-pin-memory', action='store_true',
+                        help='turn off pin_memory in every dataloader')
+    parser.add_argument('--no-persistent-workers', action='store_true',
+                        help='turn off persistent_workers in every dataloader')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config entries, e.g. `test_sizes=[224,192,160]` (a '
+        'top-level test_sizes / train_sizes / inference_mode is carried to '
+        'the loops, backbone and pipelines)')
+    parser.add_argument('--launcher', default='none',
+                        choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def load_config(args) -> Config:
+    """Read the config and apply the arguments shared by train and test."""
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+        apply_size_overrides(cfg, args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    if args.amp:
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(name)
+        if not loader:
+            continue
+        if args.no_pin_memory:
+            loader['pin_memory'] = False
+        if args.no_persistent_workers or loader.get('num_workers', 1) == 0:
+            # persistent workers without workers raises in the DataLoader
+            loader['persistent_workers'] = False
+    return cfg
+
+
+def train_config(args) -> Config:
+    cfg = load_config(args)
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        cfg.resume = True
+        cfg.load_from = args.resume
+    if args.no_validate:
+        cfg.val_cfg = None
+        cfg.val_dataloader = None
+        cfg.val_evaluator = None
+    if args.auto_scale_lr:
+        cfg.auto_scale_lr.enable = True
+    return cfg
+
+
+def test_config(args) -> Config:
+    cfg = load_config(args)
+    cfg.load_from = args.checkpoint
+    if args.out:
+        dump = dict(type='DumpResults', out_file_path=args.out)
+        evaluator = cfg.test_evaluator
+        if isinstance(evaluator, (list, tuple)):
+            cfg.test_evaluator = list(evaluator) + [dump]
+        else:
+            cfg.test_evaluator = [evaluator, dump]
+    return cfg

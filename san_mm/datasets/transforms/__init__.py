@@ -1,0 +1,3 @@
+from .resolution import ResizeCenterCrop, ResolutionSample
+
+__all__ = ['ResizeCenterCrop', 'ResolutionSample']

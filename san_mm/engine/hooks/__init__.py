@@ -1,0 +1,3 @@
+from .per_size_bn_hook import PerSizeBNHook
+
+__all__ = ['PerSizeBNHook']

@@ -1,0 +1,120 @@
+"""Per-size BN hook: prepares the private BNs before each evaluated size."""
+from typing import Optional
+
+import torch
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+
+from san_mm.models.backbones import BaseScaleAdaptiveBackbone
+from san_mm.models.utils import check_inference_mode
+from san_mm.registry import HOOKS
+from san_mm.utils import with_transform_arg
+
+
+@HOOKS.register_module()
+class PerSizeBNHook(Hook):
+    """Selects the inference mode and, when it needs them, calibrates BN
+    statistics before each size of a multi-size val/test loop.
+
+    The layers pick their BN from the input size through the backbone's
+    scale policy, so at training sizes nothing has to be done. For
+    ``inference_mode='calibrated'`` and a size without calibrated statistics,
+    the hook runs ``calibration_images`` training images at that size through
+    the backbone in calibration mode (cumulative BN statistics, no gradient),
+    once; the statistics are kept in the model (and in any checkpoint saved
+    from it), so later runs reuse them.
+
+    Args:
+        inference_mode (str, optional): Mode to set on the backbone before
+            evaluating (``proxy``, ``ideal``, ``calibrated``, ``data_free``);
+            None keeps the model's own.
+        calibration_images (int): Training images used per calibrated size.
+            Defaults to 256.
+        calibration_batch_size (int, optional): Batch size for calibration;
+            defaults to the training dataloader's.
+        recalibrate (bool): Recompute statistics even where some exist.
+    """
+    priority = 'NORMAL'
+
+    def __init__(self,
+                 inference_mode: Optional[str] = None,
+                 calibration_images: int = 256,
+                 calibration_batch_size: Optional[int] = None,
+                 recalibrate: bool = False):
+        if inference_mode is not None:
+            check_inference_mode(inference_mode)
+        if not isinstance(calibration_images, int) or calibration_images < 1:
+            raise ValueError('calibration_images must be a positive int, got '
+                             f'{calibration_images!r}')
+        self.inference_mode = inference_mode
+        self.calibration_images = calibration_images
+        self.calibration_batch_size = calibration_batch_size
+        self.recalibrate = recalibrate
+        self._calibrated_this_run = set()
+
+    @staticmethod
+    def backbone_of(runner) -> BaseScaleAdaptiveBackbone:
+        model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+        backbone = getattr(model, 'backbone', None)
+        if not isinstance(backbone, BaseScaleAdaptiveBackbone):
+            raise TypeError('PerSizeBNHook needs a model with a scale-adaptive '
+                            f'backbone, got {type(backbone).__name__}')
+        return backbone
+
+    def before_val_size(self, runner, size: int) -> None:
+        self.prepare(runner, size)
+
+    def before_test_size(self, runner, size: int) -> None:
+        self.prepare(runner, size)
+
+    def prepare(self, runner, size: int) -> None:
+        backbone = self.backbone_of(runner)
+        if self.inference_mode is not None:
+            backbone.inference_mode = self.inference_mode
+        needs_calibration = (
+            backbone.inference_mode == 'calibrated'
+            and size not in backbone.train_sizes
+            and (size not in backbone.calibrated_sizes or
+                 (self.recalibrate and size not in self._calibrated_this_run)))
+        if needs_calibration:
+            self.calibrate(runner, size)
+            self._calibrated_this_run.add(size)
+        if not backbone.training:
+            runner.logger.info(f'size {size}, {backbone.inference_mode} mode: '
+                               f'{backbone.resolve_scale(size).describe()}')
+
+    def calibration_dataloader(self, runner, size: int):
+        cfg = runner.cfg.get('train_dataloader')
+        if not cfg:
+            raise ValueError('BN calibration needs `train_dataloader` in the '
+                             'config (training images at the test size)')
+        cfg = with_transform_arg(cfg, 'ResolutionSample', 'sizes', [size],
+                                 'BN calibration')
+        if self.calibration_batch_size is not None:
+            cfg['batch_size'] = self.calibration_batch_size
+        return runner.build_dataloader(cfg, seed=runner.seed)
+
+    @torch.no_grad()
+    def calibrate(self, runner, size: int) -> None:
+        """Collect calibrated BN statistics for ``size``."""
+        backbone = self.backbone_of(runner)
+        model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+        dataloader = self.calibration_dataloader(runner, size)
+        seen = 0
+        was_training = model.training
+        model.eval()
+        with backbone.calibrating(size):
+            for data in dataloader:
+                if seen >= self.calibration_images:
+                    break
+                inputs = model.data_preprocessor(data, False)['inputs']
+                if isinstance(inputs, (list, tuple)):
+                    inputs = inputs[0]
+                inputs = inputs[:self.calibration_images - seen]
+                backbone(inputs)
+                seen += inputs.shape[0]
+        model.train(was_training)
+        runner.logger.info(f'calibrated BN statistics for size {size} on '
+                           f'{seen} training images')

@@ -1,0 +1,147 @@
+"""Validation and test loops that evaluate every size of ``test_sizes`` in one run."""
+import contextlib
+import copy
+import os.path as osp
+from typing import Dict, List, Sequence, Union
+
+import numpy as np
+from mmengine.evaluator import Evaluator
+from mmengine.runner import TestLoop, ValLoop
+from torch.utils.data import DataLoader
+
+from san_mm.models.utils import validate_sizes
+from san_mm.registry import LOOPS
+from san_mm.utils import with_transform_arg
+
+
+class MultiSizeLoopMixin:
+    """Shared by :class:`MultiSizeValLoop` and :class:`MultiSizeTestLoop`.
+
+    For each size ``r`` (largest first) the loop builds the dataloader with
+    every ``ResizeCenterCrop`` of its pipeline set to ``r`` (built once and
+    reused), calls the ``before_<stage>_size`` hook point (the per-size BN
+    hook prepares BN there), runs the stock iteration and evaluation, and
+    renames each metric ``name@r``. Numeric metrics also get ``name@mean``,
+    the mean over the sizes (the reference selects its best epoch on the mean
+    top-1).
+    """
+    stage = ''
+
+    def _init_sizes(self, dataloader: Union[DataLoader, Dict],
+                    test_sizes: Sequence[int]) -> dict:
+        self.test_sizes = validate_sizes(test_sizes, 'test_sizes')
+        if not isinstance(dataloader, dict):
+            raise TypeError(
+                f'{type(self).__name__} builds one dataloader per size and '
+                'needs the dataloader config (a dict), got '
+                f'{type(dataloader).__name__}')
+        self._dataloader_cfg = copy.deepcopy(dataloader)
+        self._dataloaders: Dict[int, DataLoader] = {}
+        return self._size_cfg(self.test_sizes[0])
+
+    def _size_cfg(self, size: int) -> dict:
+        return with_transform_arg(self._dataloader_cfg, 'ResizeCenterCrop',
+                                  'size', size, type(self).__name__)
+
+    def dataloader_for(self, size: int) -> DataLoader:
+        if size not in self._dataloaders:
+            cfg = self._size_cfg(size)
+            self._dataloaders[size] = self.runner.build_dataloader(
+                cfg, seed=self.runner.seed)
+        return self._dataloaders[size]
+
+    def _run_sizes(self, run_iter) -> dict:
+        metrics = {}
+        per_size: Dict[str, List[float]] = {}
+        for size in self.test_sizes:
+            self.dataloader = self.dataloader_for(size)
+            self.runner.call_hook(f'before_{self.stage}_size', size=size)
+            for idx, data_batch in enumerate(self.dataloader):
+                run_iter(idx, data_batch)
+            with _per_size_dump_paths(self.evaluator, size):
+                size_metrics = self.evaluator.evaluate(
+                    len(self.dataloader.dataset))
+            for name, value in size_metrics.items():
+                metrics[f'{name}@{size}'] = value
+                if isinstance(value, (int, float, np.number)):
+                    per_size.setdefault(name, []).append(float(value))
+            self.runner.call_hook(f'after_{self.stage}_size', size=size,
+                                  metrics=size_metrics)
+        for name, values in per_size.items():
+            if len(values) == len(self.test_sizes):
+                metrics[f'{name}@mean'] = float(np.mean(values))
+        return metrics
+
+
+@contextlib.contextmanager
+def _per_size_dump_paths(evaluator: Evaluator, size: int):
+    """Metrics that write files (``DumpResults``) write one file per size,
+    ``<stem>@<size><ext>``, instead of overwriting one file."""
+    originals = []
+    for metric in evaluator.metrics:
+        path = getattr(metric, 'out_file_path', None)
+        if isinstance(path, str):
+            stem, ext = osp.splitext(path)
+            originals.append((metric, path))
+            metric.out_file_path = f'{stem}@{size}{ext}'
+    try:
+        yield
+    finally:
+        for metric, path in originals:
+            metric.out_file_path = path
+
+
+@LOOPS.register_module()
+class MultiSizeValLoop(MultiSizeLoopMixin, ValLoop):
+    """``ValLoop`` over every size of ``test_sizes``.
+
+    Args:
+        runner (Runner): The runner.
+        dataloader (dict): Dataloader config whose pipeline contains
+            ``ResizeCenterCrop``.
+        evaluator (Evaluator | dict | list): Metrics.
+        test_sizes (Sequence[int]): Sizes to evaluate.
+        fp16 (bool): Autocast while evaluating.
+    """
+    stage = 'val'
+
+    def __init__(self, runner, dataloader: Dict,
+                 evaluator: Union[Evaluator, Dict, List],
+                 test_sizes: Sequence[int], fp16: bool = False):
+        first = self._init_sizes(dataloader, test_sizes)
+        super().__init__(runner, first, evaluator, fp16)
+        self._dataloaders[self.test_sizes[0]] = self.dataloader
+
+    def run(self) -> dict:
+        self.runner.call_hook('before_val')
+        self.runner.call_hook('before_val_epoch')
+        self.runner.model.eval()
+        self.val_loss.clear()
+        metrics = self._run_sizes(self.run_iter)
+        self.runner.call_hook('after_val_epoch', metrics=metrics)
+        self.runner.call_hook('after_val')
+        return metrics
+
+
+@LOOPS.register_module()
+class MultiSizeTestLoop(MultiSizeLoopMixin, TestLoop):
+    """``TestLoop`` over every size of ``test_sizes`` (arguments as
+    :class:`MultiSizeValLoop`)."""
+    stage = 'test'
+
+    def __init__(self, runner, dataloader: Dict,
+                 evaluator: Union[Evaluator, Dict, List],
+                 test_sizes: Sequence[int], fp16: bool = False):
+        first = self._init_sizes(dataloader, test_sizes)
+        super().__init__(runner, first, evaluator, fp16)
+        self._dataloaders[self.test_sizes[0]] = self.dataloader
+
+    def run(self) -> dict:
+        self.runner.call_hook('before_test')
+        self.runner.call_hook('before_test_epoch')
+        self.runner.model.eval()
+        self.test_loss.clear()
+        metrics = self._run_sizes(self.run_iter)
+        self.runner.call_hook('after_test_epoch', metrics=metrics)
+        self.runner.call_hook('after_test')
+        return metrics

@@ -1,0 +1,3 @@
+from .san_classifier import SANClassifier
+
+__all__ = ['SANClassifier']

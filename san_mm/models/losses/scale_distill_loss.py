@@ -1,0 +1,93 @@
+"""Scale distillation: smaller input sizes learn from the predictions at larger sizes."""
+from typing import Dict, List, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmpretrain.registry import MODELS
+from torch import Tensor
+
+KD_MODES = ('dense', 'largest', 'none')
+
+
+@MODELS.register_module()
+class ScaleDistillLoss(nn.Module):
+    """KL distillation between the logits of the sizes of one image.
+
+    With logits ``z_0 .. z_{K-1}`` ordered largest size first:
+
+    - ``dense`` (the reference's "top-down dense" ``--kd``): size ``j`` learns
+      from every larger size ``k < j``:
+      ``sum_j sum_{k<j} KL(softmax(z_k / T).detach() || softmax(z_j / T))``;
+    - ``largest``: size ``j > 0`` learns from size 0 only;
+    - ``none``: no distillation.
+
+    KL uses ``reduction='batchmean'``; teachers are detached; each term is
+    multiplied by ``T ** 2`` (so gradients keep their scale for T != 1; the
+    reference uses T = 1) and by ``loss_weight``.
+
+    Args:
+        mode (str): ``dense``, ``largest`` or ``none``. Defaults to ``dense``.
+        temperature (float): Softmax temperature T. Defaults to 1.
+        loss_weight (float): Weight of every term. Defaults to 1.
+
+    Example:
+        >>> loss = ScaleDistillLoss()
+        >>> logits = [torch.randn(4, 10) for _ in range(3)]
+        >>> terms = loss(logits, sizes=[224, 192, 160])
+        >>> sorted(terms)
+        ['loss_kd@160', 'loss_kd@192']
+    """
+
+    def __init__(self,
+                 mode: str = 'dense',
+                 temperature: float = 1.0,
+                 loss_weight: float = 1.0):
+        super().__init__()
+        if mode not in KD_MODES:
+            raise ValueError(f'unknown distillation mode {mode!r}; expected '
+                             f'one of {list(KD_MODES)}')
+        if not temperature > 0:
+            raise ValueError(f'temperature must be positive, got '
+                             f'{temperature!r}')
+        self.mode = mode
+        self.temperature = float(temperature)
+        self.loss_weight = float(loss_weight)
+
+    def teachers(self, student: int) -> List[int]:
+        """Indices of the sizes that size ``student`` learns from."""
+        if self.mode == 'none' or student == 0:
+            return []
+        return list(range(student)) if self.mode == 'dense' else [0]
+
+    def kl(self, teacher: Tensor, student: Tensor) -> Tensor:
+        """``KL(softmax(teacher / T) || softmax(student / T)) * T^2``,
+        batch-mean; the teacher gets no gradient."""
+        t = self.temperature
+        return F.kl_div(
+            F.log_softmax(student / t, dim=1),
+            F.softmax(teacher.detach() / t, dim=1),
+            reduction='batchmean') * (t * t)
+
+    def forward(self, logits: Sequence[Tensor],
+                sizes: Sequence[int]) -> Dict[str, Tensor]:
+        """Distillation terms, one per student size.
+
+        Args:
+            logits (Sequence[Tensor]): ``K`` tensors ``(N, num_classes)``,
+                largest size first.
+            sizes (Sequence[int]): The ``K`` sizes (for the keys).
+
+        Returns:
+            dict[str, Tensor]: ``{'loss_kd@<size>': term}`` for every size
+            that has a teacher.
+        """
+        if len(logits) != len(sizes):
+            raise ValueError(f'got {len(logits)} logits for sizes {list(sizes)}')
+        terms = {}
+        for j in range(1, len(logits)):
+            teachers = self.teachers(j)
+            if teachers:
+                terms[f'loss_kd@{sizes[j]}'] = self.loss_weight * torch.stack(
+                    [self.kl(logits[k], logits[j]) for k in teachers]).sum()
+        return terms

@@ -1,0 +1,87 @@
+"""Config surgery shared by the loops, hooks and tools: find transforms, carry size overrides."""
+import copy
+from typing import Any, Iterator, List
+
+from san_mm.models.utils import validate_sizes
+
+
+def iter_transforms(cfg: Any, transform_type: str) -> Iterator[dict]:
+    """Yield every dict with ``type == transform_type`` nested in ``cfg``
+    (dataloader, dataset wrappers, pipelines)."""
+    if isinstance(cfg, dict):
+        if cfg.get('type') == transform_type:
+            yield cfg
+        for value in cfg.values():
+            yield from iter_transforms(value, transform_type)
+    elif isinstance(cfg, (list, tuple)):
+        for value in cfg:
+            yield from iter_transforms(value, transform_type)
+
+
+def with_transform_arg(dataloader_cfg: dict, transform_type: str, key: str,
+                       value: Any, what: str) -> dict:
+    """A deep copy of ``dataloader_cfg`` with ``key=value`` set on every
+    ``transform_type`` transform; raises if there is none."""
+    cfg = copy.deepcopy(dataloader_cfg)
+    found = list(iter_transforms(cfg, transform_type))
+    if not found:
+        raise ValueError(
+            f'{what} needs a `{transform_type}` transform in the dataloader '
+            f'pipeline to set its {key}; none found in {_pipeline_of(cfg)}')
+    for transform in found:
+        transform[key] = copy.deepcopy(value)
+    return cfg
+
+
+def _pipeline_of(cfg: dict) -> List:
+    pipelines = [t for t in _iter_key(cfg, 'pipeline')]
+    return [[p.get('type') for p in pipe if isinstance(p, dict)]
+            for pipe in pipelines] or ['<no pipeline>']
+
+
+def _iter_key(cfg, key):
+    if isinstance(cfg, dict):
+        for k, v in cfg.items():
+            if k == key and isinstance(v, (list, tuple)):
+                yield v
+            else:
+                yield from _iter_key(v, key)
+    elif isinstance(cfg, (list, tuple)):
+        for v in cfg:
+            yield from _iter_key(v, key)
+
+
+def apply_size_overrides(cfg, cfg_options: dict) -> None:
+    """Carry top-level size variables given on the command line into the
+    places that use them.
+
+    Config variables are substituted when the file is parsed, so
+    ``--cfg-options test_sizes=[...]`` only changes the top-level
+    ``test_sizes``; this copies it to the multi-size loops (and likewise
+    ``train_sizes`` to the backbone and ``ResolutionSample``,
+    ``inference_mode`` to the backbone).
+
+    Args:
+        cfg (mmengine.Config): The merged config (modified in place).
+        cfg_options (dict): The ``--cfg-options`` given by the user.
+    """
+    cfg_options = cfg_options or {}
+    if 'test_sizes' in cfg_options:
+        sizes = list(validate_sizes(cfg.test_sizes, 'test_sizes'))
+        cfg.test_sizes = sizes
+        for loop in ('val_cfg', 'test_cfg'):
+            if cfg.get(loop) and 'test_sizes' in cfg[loop]:
+                cfg[loop]['test_sizes'] = sizes
+    if 'train_sizes' in cfg_options:
+        sizes = list(validate_sizes(cfg.train_sizes, 'train_sizes'))
+        cfg.train_sizes = sizes
+        cfg.model.backbone.train_sizes = sizes
+        for transform in iter_transforms(cfg.get('train_dataloader'),
+                                         'ResolutionSample'):
+            transform['sizes'] = sizes
+    if 'inference_mode' in cfg_options:
+        cfg.model.backbone.inference_mode = cfg.inference_mode
+        for hook in cfg.get('custom_hooks') or []:
+            if hook.get('type') == 'PerSizeBNHook':
+                hook['inference_mode'] = cfg.inference_mode
+
