@@ -1,1 +1,38 @@
+import os
+
+import cv2
+import numpy as np
+import pytest
+
 import san_mm  # noqa: F401  (registers modules, applies the checkpoint policy)
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLASSES = ('red', 'green', 'blue')
+
+
+def write_image_folder(root, per_class=(8, 4), seed=0, size=40):
+    """Tiny learnable image folders ``root/{train,val}/<class>/*.png``: each
+    class is a noisy image dominated by one colour channel, of varied
+    shapes (some smaller than 32 px, to exercise resizing)."""
+    rng = np.random.default_rng(seed)
+    for split, count in zip(('train', 'val'), per_class):
+        for label, name in enumerate(CLASSES):
+            folder = os.path.join(root, split, name)
+            os.makedirs(folder, exist_ok=True)
+            for i in range(count):
+                h, w = size + int(rng.integers(-12, 12)), size + int(
+                    rng.integers(-12, 12))
+                img = rng.integers(0, 80, (h, w, 3), dtype=np.uint8)
+                img[..., 2 - label] = rng.integers(150, 255, (h, w))  # BGR
+                cv2.imwrite(os.path.join(folder, f'{i}.png'), img)
+    return root
+
+
+@pytest.fixture(scope='session')
+def image_folder(tmp_path_factory):
+    return write_image_folder(str(tmp_path_factory.mktemp('images')))
+
+
+@pytest.fixture(scope='session')
+def tiny_config():
+    return os.path.join(REPO, 'tests', 'data', 'tiny_san_resnet18.py')

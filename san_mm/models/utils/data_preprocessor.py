@@ -22,8 +22,9 @@ class SANDataPreprocessor(ClsDataPreprocessor):
       size (parent behaviour);
     - list of ``K`` tensors ``(N, C, H_k, W_k)``: K sizes, from
       ``default_collate`` over :class:`ResolutionSample` outputs;
-    - list of ``N`` lists of ``K`` tensors ``(C, H_k, W_k)``: K sizes, from
-      ``pseudo_collate`` (mmpretrain's default collate function).
+    - list of ``K`` lists of ``N`` tensors ``(C, H_k, W_k)``: K sizes, from
+      ``pseudo_collate`` (mmpretrain's default collate function), which
+      transposes each sample's list of views.
 
     Args:
         mean, std (Sequence[float], optional): Per-channel normalisation, as
@@ -52,14 +53,18 @@ class SANDataPreprocessor(ClsDataPreprocessor):
         if isinstance(inputs, torch.Tensor) or not inputs:
             return None
         first = inputs[0]
-        if isinstance(first, (list, tuple)):  # pseudo_collate of K views
-            num_sizes = len(first)
-            if any(len(views) != num_sizes for views in inputs):
-                raise ValueError('every sample must have the same number of '
-                                 'sizes; got ' +
-                                 str(sorted({len(v) for v in inputs})))
-            return [torch.stack([views[k] for views in inputs])
-                    for k in range(num_sizes)]
+        if isinstance(first, (list, tuple)):
+            # pseudo_collate transposes each sample's K views into K lists of
+            # N images; every list must hold one size.
+            batches = []
+            for images in inputs:
+                shapes = sorted({tuple(img.shape) for img in images})
+                if len(shapes) != 1:
+                    raise ValueError(
+                        'each size must have one image shape across the '
+                        f'batch, got {shapes}')
+                batches.append(torch.stack(list(images)))
+            return batches
         if isinstance(first, torch.Tensor) and first.dim() == 4:
             return list(inputs)  # default_collate of K views
         return None

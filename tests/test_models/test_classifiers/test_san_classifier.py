@@ -1,0 +1,97 @@
+import pytest
+import torch
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+
+from san_mm.models import SANClassifier
+
+
+def build(**kwargs):
+    cfg = dict(
+        type='SANClassifier',
+        backbone=dict(type='MetaResNet', depth=18, stem_channels=4,
+                      base_channels=4, train_sizes=[32, 24, 16]),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=3, in_channels=32))
+    cfg.update(kwargs)
+    return MODELS.build(cfg)
+
+
+def batch(sizes=(32, 24, 16), n=4):
+    torch.manual_seed(0)
+    inputs = [torch.randn(n, 3, s, s) for s in sizes]
+    return inputs, [DataSample().set_gt_label(i % 3) for i in range(n)]
+
+
+def test_loss_terms_per_size_and_hand_sum():
+    model = build()
+    inputs, data_samples = batch()
+    losses = model.loss(inputs, data_samples)
+    assert set(losses) == {'loss_ce@32', 'loss_ce@24', 'loss_ce@16',
+                           'loss_kd@24', 'loss_kd@16'}
+    # the same terms from the logits at each size (train-mode BN again)
+    logits = [model(x, mode='tensor') for x in inputs]
+    labels = torch.tensor([0, 1, 2, 0])
+    for size, z in zip((32, 24, 16), logits):
+        ce = torch.nn.functional.cross_entropy(z, labels)
+        assert losses[f'loss_ce@{size}'].item() == pytest.approx(ce.item(),
+                                                                 rel=1e-4)
+
+
+def test_unsorted_inputs_are_ordered_largest_first():
+    model = build()
+    inputs, data_samples = batch((16, 32, 24))
+    losses = model.loss(inputs, data_samples)
+    assert 'loss_kd@32' not in losses and 'loss_kd@16' in losses
+
+
+def test_mean_reduction_divides_by_number_of_sizes():
+    inputs, data_samples = batch()
+    torch.manual_seed(1)
+    summed = build().loss(inputs, data_samples)
+    torch.manual_seed(1)
+    mean = build(loss_reduction='mean').loss(inputs, data_samples)
+    for key in summed:
+        assert mean[key].item() == pytest.approx(summed[key].item() / 3,
+                                                 rel=1e-5)
+
+
+def test_no_distillation():
+    losses = build(distill=None).loss(*batch())
+    assert not any(k.startswith('loss_kd') for k in losses)
+
+
+def test_sampled_sizes_keep_the_largest():
+    model = build(num_sampled_sizes=1)
+    inputs, data_samples = batch()
+    seen = set()
+    for seed in range(10):
+        torch.manual_seed(seed)
+        losses = model.loss(inputs, data_samples)
+        sizes = {k.split('@')[1] for k in losses if k.startswith('loss_ce')}
+        assert '32' in sizes and len(sizes) == 2
+        seen |= sizes
+    assert seen == {'32', '24', '16'}
+    with pytest.raises(ValueError, match='num_sampled_sizes.*0..2.*3'):
+        build(num_sampled_sizes=3)
+
+
+def test_predict_and_tensor_modes_on_one_batch():
+    model = build().eval()
+    x = torch.randn(2, 3, 20, 20)  # an unseen size
+    preds = model(x, [DataSample(), DataSample()], mode='predict')
+    assert preds[0].pred_score.shape == (3, )
+    assert model(x, mode='tensor').shape == (2, 3)
+    assert [t.shape for t in model([x, x[:1]], mode='tensor')] == [(2, 3),
+                                                                    (1, 3)]
+    with pytest.raises(TypeError, match='one batch at one size'):
+        model([x, x], mode='predict')
+
+
+def test_refuses_plain_backbone_and_stock_preprocessor():
+    with pytest.raises(TypeError, match='scale-adaptive backbone.*ResNet'):
+        build(backbone=dict(type='ResNet', depth=18))
+    with pytest.raises(TypeError, match='pad and stack'):
+        build(data_preprocessor=dict(type='ClsDataPreprocessor'))
+    with pytest.raises(ValueError, match="'max'"):
+        build(loss_reduction='max')

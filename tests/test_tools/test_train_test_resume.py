@@ -1,0 +1,99 @@
+"""End to end through tools/train.py and tools/test.py on tiny images (CPU)."""
+import glob
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tests.conftest import REPO
+
+
+def data_root_options(root):
+    return [f'{loader}.dataset.data_root={root}'
+            for loader in ('train_dataloader', 'val_dataloader',
+                           'test_dataloader')]
+
+
+def run_tool(tool, *args):
+    out = subprocess.run([sys.executable, os.path.join(REPO, 'tools', tool),
+                          *map(str, args)], capture_output=True, text=True,
+                         cwd=REPO)
+    log = out.stdout + out.stderr
+    assert out.returncode == 0, log[-4000:]
+    return log
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory, image_folder, tiny_config):
+    work_dir = tmp_path_factory.mktemp('work')
+    log = run_tool('train.py', tiny_config, '--work-dir', work_dir,
+                   '--cfg-options', *data_root_options(image_folder))
+    return work_dir, log
+
+
+def test_train_two_epochs_logs_per_size_terms(trained):
+    work_dir, log = trained
+    assert os.path.isfile(work_dir / 'epoch_2.pth')
+    for key in ('loss_ce@32', 'loss_ce@24', 'loss_ce@16', 'loss_kd@24',
+                'loss_kd@16'):
+        assert key in log
+    assert 'loss_kd@32' not in log  # the largest size has no teacher
+    # validation at every training size, plus the mean, every epoch
+    for key in ('accuracy/top1@32', 'accuracy/top1@16', 'accuracy/top1@mean'):
+        assert key in log
+    best = glob.glob(str(work_dir / 'best_accuracy_top1@mean_epoch_*.pth'))
+    assert len(best) == 1, os.listdir(work_dir)
+
+
+def test_test_sizes_override_changes_what_is_evaluated(trained, image_folder,
+                                                       tiny_config):
+    work_dir, _ = trained
+    log = run_tool('test.py', tiny_config, work_dir / 'epoch_2.pth',
+                   '--work-dir', work_dir / 'test', '--cfg-options',
+                   'test_sizes=[28,20]', *data_root_options(image_folder))
+    assert 'accuracy/top1@28' in log and 'accuracy/top1@20' in log
+    assert 'accuracy/top1@mean' in log
+    assert 'accuracy/top1@32' not in log
+    # the per-size table printed at the end
+    assert re.search(r'\| 28 \| [\d.]+ \|', log)
+    assert re.search(r'\| mean \| [\d.]+ \|', log)
+
+
+def test_inference_mode_override_and_dump(trained, image_folder, tiny_config,
+                                          tmp_path):
+    work_dir, _ = trained
+    out = tmp_path / 'preds.pkl'
+    log = run_tool('test.py', tiny_config, work_dir / 'epoch_2.pth',
+                   '--work-dir', tmp_path, '--out', out, '--cfg-options',
+                   'test_sizes=[20]', 'inference_mode=data_free',
+                   *data_root_options(image_folder))
+    assert 'size 20, data_free mode: encoding 0.4375, BN interpolate' in log
+    assert os.path.isfile(tmp_path / 'preds@20.pkl')
+
+
+def test_resume_continues_from_last_checkpoint(trained, image_folder,
+                                               tiny_config):
+    work_dir, _ = trained
+    log = run_tool('train.py', tiny_config, '--work-dir', work_dir, '--resume',
+                   '--cfg-options', 'train_cfg.max_epochs=3',
+                   *data_root_options(image_folder))
+    assert 'resumed epoch: 2' in log
+    assert os.path.isfile(work_dir / 'epoch_3.pth')
+    checkpoint = torch.load(work_dir / 'epoch_3.pth', weights_only=True)
+    assert checkpoint['meta']['epoch'] == 3
+
+
+def test_calibrated_mode_calibrates_once_per_unseen_size(trained, image_folder,
+                                                         tiny_config, tmp_path):
+    work_dir, _ = trained
+    log = run_tool('test.py', tiny_config, work_dir / 'epoch_2.pth',
+                   '--work-dir', tmp_path, '--cfg-options',
+                   'test_sizes=[28,24,20]', 'inference_mode=calibrated',
+                   *data_root_options(image_folder))
+    assert 'calibrated BN statistics for size 28 on 24 training images' in log
+    assert 'calibrated BN statistics for size 20' in log
+    assert 'calibrated BN statistics for size 24' not in log  # trained size
+    assert 'size 20, calibrated mode: encoding 0.4375, BN calibrated' in log
