@@ -36,3 +36,11 @@ def image_folder(tmp_path_factory):
 @pytest.fixture(scope='session')
 def tiny_config():
     return os.path.join(REPO, 'tests', 'data', 'tiny_san_resnet18.py')
+
+
+@pytest.fixture(autouse=True)
+def mmpretrain_scope():
+    """Registry lookups resolve in mmpretrain's scope, whatever scope an
+    earlier test's Runner left as the current default."""
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmpretrain')
