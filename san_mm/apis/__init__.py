@@ -1,7 +1,8 @@
 from .cli import add_common_args, load_config, test_config, train_config
-from .results import format_size_table, split_size_metrics
+from .results import (format_mode_table, format_size_table,
+                      split_size_metrics)
 
 __all__ = [
     'add_common_args', 'load_config', 'test_config', 'train_config',
-    'format_size_table', 'split_size_metrics'
+    'format_mode_table', 'format_size_table', 'split_size_metrics'
 ]

@@ -37,3 +37,39 @@ def format_size_table(metrics: Dict, floatfmt: str = '.2f') -> str:
                          if isinstance(value, float) else str(value))
         lines.append(f'| {size} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
+
+
+def format_mode_table(results: Dict[str, Dict],
+                      metric: str = 'accuracy/top1',
+                      train_sizes=(),
+                      flops: Dict[int, float] = None,
+                      floatfmt: str = '.2f') -> str:
+    """A markdown table with a row per size and a column per inference mode.
+
+    Args:
+        results (dict): ``{mode: multi-size metrics dict}``.
+        metric (str): The metric to show.
+        train_sizes: Sizes marked as trained on.
+        flops (dict, optional): ``{size: MACs}`` for an MMACs column.
+    """
+    modes = list(results)
+    per_mode = {mode: {int(size): values[metric]
+                       for size, values in split_size_metrics(m)[1].items()
+                       if size.isdigit() and metric in values}
+                for mode, m in results.items()}
+    sizes = sorted({s for values in per_mode.values() for s in values},
+                   reverse=True)
+    head = ['size', 'trained']
+    if flops:
+        head.append('MMACs')
+    lines = ['| ' + ' | '.join(head + modes) + ' |',
+             '|' + '---|' * (len(head) + len(modes))]
+    for size in sizes:
+        cells = [str(size), 'yes' if size in train_sizes else '']
+        if flops:
+            cells.append(f'{flops[size] / 1e6:.2f}' if size in flops else '')
+        for mode in modes:
+            value = per_mode[mode].get(size)
+            cells.append('' if value is None else format(value, floatfmt))
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)

@@ -58,7 +58,8 @@ def apply_size_overrides(cfg, cfg_options: dict) -> None:
     Config variables are substituted when the file is parsed, so
     ``--cfg-options test_sizes=[...]`` only changes the top-level
     ``test_sizes``; this copies it to the multi-size loops (and likewise
-    ``train_sizes`` to the backbone and ``ResolutionSample``,
+    ``train_sizes`` to the backbone, ``ResolutionSample`` and a validation
+    loop that evaluated the old training sizes,
     ``inference_mode`` to the backbone).
 
     Args:
@@ -74,8 +75,14 @@ def apply_size_overrides(cfg, cfg_options: dict) -> None:
                 cfg[loop]['test_sizes'] = sizes
     if 'train_sizes' in cfg_options:
         sizes = list(validate_sizes(cfg.train_sizes, 'train_sizes'))
+        previous = list(validate_sizes(cfg.model.backbone.train_sizes))
         cfg.train_sizes = sizes
         cfg.model.backbone.train_sizes = sizes
+        # validation at the training sizes follows them
+        val_cfg = cfg.get('val_cfg') or {}
+        if 'test_sizes' in val_cfg and 'test_sizes' not in cfg_options and \
+                list(validate_sizes(val_cfg['test_sizes'])) == previous:
+            val_cfg['test_sizes'] = sizes
         for transform in iter_transforms(cfg.get('train_dataloader'),
                                          'ResolutionSample'):
             transform['sizes'] = sizes

@@ -21,6 +21,8 @@ def test_train_sizes_and_mode_overrides():
     apply_size_overrides(cfg, options)
     assert cfg.model.backbone.train_sizes == [224, 128]
     assert cfg.train_dataloader.dataset.pipeline[1].sizes == [224, 128]
+    assert cfg.val_cfg.test_sizes == [224, 128]  # validation follows
+    assert cfg.test_cfg.test_sizes == [224, 192, 160, 128, 96]
     assert cfg.model.backbone.inference_mode == 'ideal'
 
 

@@ -93,6 +93,12 @@ class MetaResNet(BaseScaleAdaptiveBackbone):
         depth (int): Network depth, from {18, 34, 50, 101, 152}.
         in_channels (int): Input image channels. Defaults to 3.
         stem_channels (int): Output channels of the stem. Defaults to 64.
+        stem_kernel_size (int): Kernel of the (shared) stem conv. Defaults
+            to 7 (ImageNet); small images use 3.
+        stem_stride (int): Stride of the stem conv. Defaults to 2.
+        stem_pool (bool): Max-pool after the stem. Defaults to True; small
+            images (CIFAR, Fashion-MNIST) usually go without, as mmpretrain's
+            ``ResNet_CIFAR``.
         base_channels (int): Channels of the first stage (before expansion).
             Defaults to 64.
         num_stages (int): Stages of the network (1-4). Defaults to 4.
@@ -147,6 +153,9 @@ class MetaResNet(BaseScaleAdaptiveBackbone):
                  in_channels: int = 3,
                  stem_channels: int = 64,
                  base_channels: int = 64,
+                 stem_kernel_size: int = 7,
+                 stem_stride: int = 2,
+                 stem_pool: bool = True,
                  num_stages: int = 4,
                  strides: Sequence[int] = (1, 2, 2, 2),
                  dilations: Sequence[int] = (1, 1, 1, 1),
@@ -182,11 +191,16 @@ class MetaResNet(BaseScaleAdaptiveBackbone):
                              f'{frozen_stages!r}')
         for name, value in (('in_channels', in_channels),
                             ('stem_channels', stem_channels),
-                            ('base_channels', base_channels)):
+                            ('base_channels', base_channels),
+                            ('stem_kernel_size', stem_kernel_size),
+                            ('stem_stride', stem_stride)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f'{name} must be a positive int, got {value!r}')
         self.depth = depth
         self.stem_channels = stem_channels
+        self.stem_kernel_size = stem_kernel_size
+        self.stem_stride = stem_stride
+        self.stem_pool = stem_pool
         self.base_channels = base_channels
         self.num_stages = num_stages
         self.strides = tuple(strides)
@@ -203,13 +217,15 @@ class MetaResNet(BaseScaleAdaptiveBackbone):
         self.expansion = self.block.expansion
 
         # Stem: the conv is shared by all sizes (reference), its BN is private.
-        self.conv1 = nn.Conv2d(in_channels, stem_channels, 7, stride=2,
-                               padding=3, bias=False)
+        self.conv1 = nn.Conv2d(in_channels, stem_channels, stem_kernel_size,
+                               stride=stem_stride,
+                               padding=stem_kernel_size // 2, bias=False)
         nn.init.kaiming_normal_(self.conv1.weight, mode='fan_out',
                                 nonlinearity='relu')
         self.bn1 = self._private_bn(stem_channels)
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1) \
+            if stem_pool else nn.Identity()
 
         self.res_layers = []
         block_in = stem_channels

@@ -1,0 +1,58 @@
+"""FLOPs and parameters per input size, through ``mmengine.analysis``'s FlopAnalyzer."""
+from typing import Dict, List, Sequence
+
+import torch.nn as nn
+import torch
+from mmengine.analysis import FlopAnalyzer
+
+from san_mm.models.utils import MetaConv2d, PrivateBatchNorm2d
+
+
+def deployed_parameter_count(model: nn.Module) -> int:
+    """Parameters of the network as it runs at one size: each generated conv
+    counts its kernel once (``B + s * A`` is one tensor once generated) and
+    each private BN one set. Equals the plain ResNet / MobileNetV2 count."""
+    skip = set()
+    for module in model.modules():
+        if isinstance(module, MetaConv2d) and module.weight_residual is not None:
+            skip.add(id(module.weight_residual))
+        elif isinstance(module, PrivateBatchNorm2d):
+            for extra in list(module.sets)[1:]:
+                skip.update(id(p) for p in extra.parameters())
+    return sum(p.numel() for p in model.parameters() if id(p) not in skip)
+
+
+def complexity_per_size(model: nn.Module, sizes: Sequence[int],
+                        in_channels: int = 3) -> List[Dict]:
+    """Multiply-accumulates and parameters of ``model`` at each size.
+
+    Args:
+        model (nn.Module): A classifier whose ``forward(inputs)`` runs the
+            network (mmpretrain classifiers default to ``mode='tensor'``).
+        sizes (Sequence[int]): Square input sizes.
+        in_channels (int): Image channels.
+
+    Returns:
+        list[dict]: ``{'size', 'flops', 'params', 'deployed_params'}`` per
+        size. ``flops`` are mmengine's counts, i.e. multiply-accumulates of
+        conv and linear layers ("MFLOPs" in the SAN paper mean the same).
+    """
+    was_training = model.training
+    model.eval()
+    rows = []
+    try:
+        for size in sizes:
+            param = next(model.parameters())
+            inputs = torch.zeros(1, in_channels, size, size,
+                                 device=param.device, dtype=param.dtype)
+            # Only the active size's BN set runs: the others are "uncalled"
+            # by design, so mmengine's per-module warnings are noise here.
+            analyzer = FlopAnalyzer(model, inputs)
+            analyzer.unsupported_ops_warnings(False)
+            analyzer.uncalled_modules_warnings(False)
+            rows.append(dict(size=int(size), flops=int(analyzer.total()),
+                             params=sum(p.numel() for p in model.parameters()),
+                             deployed_params=deployed_parameter_count(model)))
+    finally:
+        model.train(was_training)
+    return rows
