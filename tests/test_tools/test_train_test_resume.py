@@ -97,3 +97,39 @@ def test_calibrated_mode_calibrates_once_per_unseen_size(trained, image_folder,
     assert 'calibrated BN statistics for size 20' in log
     assert 'calibrated BN statistics for size 24' not in log  # trained size
     assert 'size 20, calibrated mode: encoding 0.4375, BN calibrated' in log
+
+
+def test_calibrate_once_then_reuse_from_checkpoint(trained, image_folder,
+                                                   tiny_config, tmp_path):
+    work_dir, _ = trained
+    calibrated = tmp_path / 'calibrated.pth'
+    log = run_tool('calibrate_bn.py', tiny_config, work_dir / 'epoch_2.pth',
+                   '--sizes', 28, 20, '--calibration-images', 8, '--out',
+                   calibrated, '--work-dir', tmp_path / 'cal', '--cfg-options',
+                   *data_root_options(image_folder))
+    assert 'calibrated BN statistics for sizes [20, 28]' in log
+    state = torch.load(calibrated, weights_only=True)['state_dict']
+    assert 'backbone.bn1.calibrated.20.running_mean' in state
+    log = run_tool('test.py', tiny_config, calibrated, '--work-dir',
+                   tmp_path / 'test', '--cfg-options', 'test_sizes=[28,20]',
+                   'inference_mode=calibrated', *data_root_options(image_folder))
+    assert 'calibrated BN statistics for size' not in log  # reused, not redone
+    assert 'size 28, calibrated mode: encoding 0.6125, BN calibrated' in log
+
+
+def test_sweep_prints_a_row_per_size_and_a_column_per_mode(
+        trained, image_folder, tiny_config, tmp_path):
+    work_dir, _ = trained
+    out = tmp_path / 'sweep.md'
+    run_tool('sweep_sizes.py', tiny_config, work_dir / 'epoch_2.pth',
+             '--sizes', 12, 20, 36, 24, '--modes', 'proxy', 'data_free',
+             '--work-dir', tmp_path, '--out', out, '--cfg-options',
+             *data_root_options(image_folder))
+    lines = out.read_text().splitlines()
+    assert lines[0] == '| size | trained | proxy | data_free |'
+    assert [line.split('|')[1].strip() for line in lines[2:]] == [
+        '36', '24', '20', '12']
+    assert lines[3].split('|')[2].strip() == 'yes'  # 24 is a training size
+    # at a training size both modes give the same accuracy
+    cells = lines[3].split('|')
+    assert cells[3].strip() == cells[4].strip()

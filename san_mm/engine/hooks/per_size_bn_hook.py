@@ -53,10 +53,13 @@ class PerSizeBNHook(Hook):
         self._calibrated_this_run = set()
 
     @staticmethod
-    def backbone_of(runner) -> BaseScaleAdaptiveBackbone:
-        model = runner.model.module if is_model_wrapper(
+    def model_of(runner):
+        return runner.model.module if is_model_wrapper(
             runner.model) else runner.model
-        backbone = getattr(model, 'backbone', None)
+
+    @classmethod
+    def backbone_of(cls, runner) -> BaseScaleAdaptiveBackbone:
+        backbone = getattr(cls.model_of(runner), 'backbone', None)
         if not isinstance(backbone, BaseScaleAdaptiveBackbone):
             raise TypeError('PerSizeBNHook needs a model with a scale-adaptive '
                             f'backbone, got {type(backbone).__name__}')
@@ -99,8 +102,7 @@ class PerSizeBNHook(Hook):
     def calibrate(self, runner, size: int) -> None:
         """Collect calibrated BN statistics for ``size``."""
         backbone = self.backbone_of(runner)
-        model = runner.model.module if is_model_wrapper(
-            runner.model) else runner.model
+        model = self.model_of(runner)
         dataloader = self.calibration_dataloader(runner, size)
         seen = 0
         was_training = model.training
