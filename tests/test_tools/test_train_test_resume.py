@@ -133,3 +133,41 @@ def test_sweep_prints_a_row_per_size_and_a_column_per_mode(
     # at a training size both modes give the same accuracy
     cells = lines[3].split('|')
     assert cells[3].strip() == cells[4].strip()
+
+
+PLAIN_MMPRETRAIN_FORWARD = """
+import sys, torch
+from mmpretrain import get_model
+model = get_model(sys.argv[1], pretrained=sys.argv[2])
+model.eval()
+assert not any(name.startswith('san_mm') for name in sys.modules)
+x = torch.rand(2, 3, 20, 20, generator=torch.Generator().manual_seed(0))
+with torch.no_grad():
+    torch.save(model(x, mode='tensor'), sys.argv[3])
+print(type(model.backbone).__name__)
+"""
+
+
+def test_export_runs_with_mmpretrain_alone(trained, tiny_config, tmp_path):
+    from mmengine.config import Config
+    from mmpretrain import get_model
+    work_dir, _ = trained
+    out_dir = tmp_path / 'exported'
+    log = run_tool('export.py', tiny_config, work_dir / 'epoch_2.pth',
+                   '--size', 20, '--inference-mode', 'data_free',
+                   '--out-dir', out_dir)
+    diff = float(re.search(r'max_abs_diff: (\S+)', log).group(1))
+    assert diff < 1e-5
+    logits_file = tmp_path / 'plain_logits.pt'
+    out = subprocess.run(
+        [sys.executable, '-c', PLAIN_MMPRETRAIN_FORWARD, out_dir / 'config.py',
+         out_dir / 'model.pth', logits_file], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().endswith('ResNet')
+    cfg = Config.fromfile(tiny_config)
+    cfg.model.backbone.inference_mode = 'data_free'
+    san = get_model(cfg, pretrained=str(work_dir / 'epoch_2.pth')).eval()
+    x = torch.rand(2, 3, 20, 20, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = san(x, mode='tensor')
+    assert (torch.load(logits_file) - expected).abs().max() < 1e-5

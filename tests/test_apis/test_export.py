@@ -1,0 +1,85 @@
+"""Export to mmpretrain's own classes: equal logits at every size and mode."""
+import pytest
+import torch
+from mmengine.config import Config
+from mmpretrain.registry import MODELS
+
+from san_mm.apis.export import (build_plain_model, export_config,
+                                export_state_dict, plain_backbone_cfg)
+
+RESNET = dict(type='MetaResNet', depth=18, stem_channels=4, base_channels=4,
+              train_sizes=[64, 48, 32])
+CIFAR_RESNET = dict(RESNET, stem_kernel_size=3, stem_stride=1, stem_pool=False)
+MOBILENET = dict(type='MetaMobileNetV2', widen_factor=0.25,
+                 train_sizes=[64, 48, 32])
+
+
+def san_model(backbone, in_channels):
+    torch.manual_seed(0)
+    model = MODELS.build(dict(
+        type='SANClassifier', backbone=backbone,
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=5,
+                  in_channels=in_channels)))
+    for bn in model.backbone.private_bns():
+        for layer in bn.sets:  # distinct sets, as after training
+            layer.weight.data.uniform_(0.5, 1.5)
+            layer.bias.data.normal_(0, 0.1)
+            layer.running_mean.normal_(0, 0.1)
+            layer.running_var.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+def exported(model, size, mode=None):
+    cfg = Config(dict(model=dict(type='SANClassifier', backbone={},
+                                 head=dict(type='LinearClsHead',
+                                           num_classes=5,
+                                           in_channels=model.head.fc.in_features),
+                                 neck=dict(type='GlobalAveragePooling')),
+                      data_preprocessor=dict(mean=[0, 0, 0], std=[255] * 3),
+                      test_dataloader=dict(dataset=dict(pipeline=[]))))
+    state_dict, state = export_state_dict(model, size, mode)
+    plain = build_plain_model(export_config(cfg, model, size))
+    plain.load_state_dict(state_dict, strict=True)
+    return plain.eval(), state
+
+
+@pytest.mark.parametrize('backbone,channels', [(RESNET, 32), (CIFAR_RESNET, 32),
+                                              (MOBILENET, 1280)])
+@pytest.mark.parametrize('size,mode', [(64, None), (48, None), (32, None),
+                                       (40, 'proxy'), (40, 'ideal'),
+                                       (40, 'data_free'), (72, 'data_free')])
+def test_exported_logits_equal_san(backbone, channels, size, mode):
+    model = san_model(backbone, channels)
+    plain, state = exported(model, size, mode)
+    x = torch.rand(2, 3, size, size)
+    model.backbone.inference_mode = mode or 'proxy'
+    with torch.no_grad():
+        expected = model(x, mode='tensor')
+        got = plain(x, mode='tensor')
+    assert (expected - got).abs().max() < 1e-5
+    assert model.backbone.resolve_scale(size) == state
+
+
+def test_calibrated_statistics_are_exported():
+    model = san_model(RESNET, 32)
+    with torch.no_grad(), model.backbone.calibrating(40):
+        model.backbone(torch.rand(8, 3, 40, 40))
+    model.backbone.inference_mode = 'calibrated'
+    plain, state = exported(model, 40)
+    assert state.bn.kind == 'calibrated'
+    x = torch.rand(2, 3, 40, 40)
+    with torch.no_grad():
+        assert (model(x, mode='tensor') - plain(x, mode='tensor')).abs().max() < 1e-5
+
+
+def test_plain_backbone_cfgs():
+    resnet = MODELS.build(RESNET)
+    assert plain_backbone_cfg(resnet)['type'] == 'ResNet'
+    cifar = MODELS.build(CIFAR_RESNET)
+    assert plain_backbone_cfg(cifar)['type'] == 'ResNet_CIFAR'
+    odd = MODELS.build(dict(RESNET, stem_kernel_size=3, stem_stride=2,
+                            stem_pool=False))
+    with pytest.raises(ValueError, match=r'stride 2, max-pool False.*ResNet_CIFAR'):
+        plain_backbone_cfg(odd)
+    assert plain_backbone_cfg(MODELS.build(MOBILENET))['type'] == 'MobileNetV2'
