@@ -1,4 +1,5 @@
 """FLOPs and parameters per input size, through ``mmengine.analysis``'s FlopAnalyzer."""
+from collections import Counter
 from typing import Dict, List, Sequence
 
 import torch.nn as nn
@@ -22,8 +23,17 @@ def deployed_parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if id(p) not in skip)
 
 
+MAC_OPS = ('aten::_convolution', 'aten::addmm', 'aten::linear', 'aten::mm',
+           'aten::matmul', 'aten::bmm', 'aten::einsum')
+
+
+def _not_counted(inputs, outputs) -> Counter:
+    return Counter()
+
+
 def complexity_per_size(model: nn.Module, sizes: Sequence[int],
-                        in_channels: int = 3) -> List[Dict]:
+                        in_channels: int = 3,
+                        macs_only: bool = True) -> List[Dict]:
     """Multiply-accumulates and parameters of ``model`` at each size.
 
     Args:
@@ -31,11 +41,13 @@ def complexity_per_size(model: nn.Module, sizes: Sequence[int],
             network (mmpretrain classifiers default to ``mode='tensor'``).
         sizes (Sequence[int]): Square input sizes.
         in_channels (int): Image channels.
+        macs_only (bool): Count only convolutions and linear layers (the
+            SAN paper's "MFLOPs"); False adds mmengine's other counted ops
+            (normalisation, pooling).
 
     Returns:
         list[dict]: ``{'size', 'flops', 'params', 'deployed_params'}`` per
-        size. ``flops`` are mmengine's counts, i.e. multiply-accumulates of
-        conv and linear layers ("MFLOPs" in the SAN paper mean the same).
+        size. ``flops`` are mmengine's counts, i.e. multiply-accumulates.
     """
     was_training = model.training
     model.eval()
@@ -50,6 +62,12 @@ def complexity_per_size(model: nn.Module, sizes: Sequence[int],
             analyzer = FlopAnalyzer(model, inputs)
             analyzer.unsupported_ops_warnings(False)
             analyzer.uncalled_modules_warnings(False)
+            if macs_only:
+                # Multiply-accumulates of convolutions and linear layers
+                # only, the quantity of the paper's (M)FLOPs tables.
+                analyzer.set_op_handle(**{
+                    op: _not_counted for op in list(analyzer._op_handles)
+                    if op not in MAC_OPS})
             rows.append(dict(size=int(size), flops=int(analyzer.total()),
                              params=sum(p.numel() for p in model.parameters()),
                              deployed_params=deployed_parameter_count(model)))
