@@ -14,5 +14,8 @@ from .version import __version__  # noqa: E402
 from . import checkpoint  # noqa: E402,F401  (applies the loading policy once)
 from . import models  # noqa: E402,F401
 from . import datasets, engine  # noqa: E402,F401
+from .apis.model_index import register_model_index  # noqa: E402
+
+register_model_index()
 
 __all__ = ['__version__']

@@ -171,3 +171,45 @@ def test_export_runs_with_mmpretrain_alone(trained, tiny_config, tmp_path):
     with torch.no_grad():
         expected = san(x, mode='tensor')
     assert (torch.load(logits_file) - expected).abs().max() < 1e-5
+
+
+def test_mmpretrain_inference_apis_on_an_image_file(trained, image_folder,
+                                                    tiny_config):
+    from mmengine.config import Config
+    from mmpretrain import ImageClassificationInferencer, get_model
+    work_dir, _ = trained
+    checkpoint = str(work_dir / 'epoch_2.pth')
+    cfg = Config.fromfile(tiny_config)
+    model = get_model(cfg, pretrained=checkpoint)
+    image = os.path.join(image_folder, 'val', 'red', '0.png')
+    inferencer = ImageClassificationInferencer(model)
+    (result, ) = inferencer(image)
+    assert result['pred_class'] in ('red', 'green', 'blue')
+    assert len(result['pred_scores']) == 3
+    # the size comes from the test pipeline: 32, a training size
+    assert model.backbone.scale_context.state.size == 32
+    feats = model.extract_feat(torch.rand(1, 3, 24, 24))
+    assert feats[-1].shape == (1, 32)
+
+
+def test_san_backbone_reused_in_another_config(trained, tmp_path):
+    """A SAN backbone in a different mmpretrain model (new head, 7 classes),
+    initialised from a SAN checkpoint through init_cfg=Pretrained."""
+    from mmpretrain.registry import MODELS
+    work_dir, _ = trained
+    checkpoint = str(work_dir / 'epoch_2.pth')
+    model = MODELS.build(dict(
+        type='ImageClassifier',
+        backbone=dict(type='MetaResNet', depth=18, stem_channels=4,
+                      base_channels=4, train_sizes=[32, 24, 16],
+                      init_cfg=dict(type='Pretrained', checkpoint=checkpoint,
+                                    prefix='backbone.')),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=7, in_channels=32)))
+    model.init_weights()
+    source = torch.load(checkpoint, weights_only=True)['state_dict']
+    torch.testing.assert_close(
+        model.backbone.layer1[0].conv1.weight_residual,
+        source['backbone.layer1.0.conv1.weight_residual'])
+    model.eval()
+    assert model(torch.rand(2, 3, 16, 16), mode='tensor').shape == (2, 7)
