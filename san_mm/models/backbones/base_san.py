@@ -8,6 +8,7 @@ from torch import Tensor
 from ..utils import (DEFAULT_TRAIN_SIZES, MetaConv2d, PrivateBatchNorm2d,
                      ScaleContext, ScaleEncoder, ScalePolicy, ScaleState,
                      check_inference_mode)
+from ..utils.plain_init import init_weights_plain_last
 
 
 class BaseScaleAdaptiveBackbone(BaseBackbone):
@@ -29,7 +30,9 @@ class BaseScaleAdaptiveBackbone(BaseBackbone):
             (see :mod:`san_mm.models.utils.scale_policy`).
         use_meta_network (bool): If False, every generated conv keeps one
             shared kernel (private BN only: the RS-Net-style ablation).
-        init_cfg (dict | list[dict], optional): mmengine init config.
+        init_cfg (dict | list[dict], optional): mmengine init config;
+            ``dict(type='PretrainedFromPlain', checkpoint=..., prefix=
+            'backbone.')`` starts from a plain ResNet / MobileNetV2.
     """
 
     def __init__(self,
@@ -46,6 +49,9 @@ class BaseScaleAdaptiveBackbone(BaseBackbone):
         self.use_meta_network = bool(use_meta_network)
         self.forced_size: Optional[int] = None
         self._calibrating_size: Optional[int] = None
+
+    def init_weights(self):
+        init_weights_plain_last(self, super().init_weights)
 
     # ------------------------------------------------------ layer factories
     def _meta_conv(self, in_channels, out_channels, kernel_size, **kwargs):

@@ -9,6 +9,7 @@ from torch import Tensor
 
 from ..backbones import BaseScaleAdaptiveBackbone
 from ..utils.data_preprocessor import SANDataPreprocessor
+from ..utils.plain_init import init_weights_plain_last
 
 LOSS_REDUCTIONS = ('sum', 'mean')
 
@@ -49,6 +50,10 @@ class SANClassifier(ImageClassifier):
             ``SANDataPreprocessor``; must handle lists of sizes.
         train_cfg (dict, optional): Batch augments are refused (see
             :class:`SANDataPreprocessor`).
+        init_cfg (dict, optional): e.g. ``dict(type='PretrainedFromPlain',
+            checkpoint=...)`` to start from a plain mmpretrain checkpoint
+            (kernels as B with A = 0, BN copied to every set, head kept when
+            its shape matches).
     """
 
     def __init__(self,
@@ -94,6 +99,9 @@ class SANClassifier(ImageClassifier):
                                                            dict) else distill
         self.loss_reduction = loss_reduction
         self.num_sampled_sizes = num_sampled_sizes
+
+    def init_weights(self):
+        init_weights_plain_last(self, super().init_weights)
 
     @property
     def train_sizes(self) -> Sequence[int]:
