@@ -1,5 +1,6 @@
 """What every scale-adaptive backbone shares: training sizes, the active resolution, the policy."""
 import contextlib
+import re
 from typing import Iterator, List, Optional, Sequence
 
 from mmpretrain.models.backbones.base_backbone import BaseBackbone
@@ -52,6 +53,33 @@ class BaseScaleAdaptiveBackbone(BaseBackbone):
 
     def init_weights(self):
         init_weights_plain_last(self, super().init_weights)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        self.check_checkpoint_compatible(
+            [k[len(prefix):] for k in state_dict if k.startswith(prefix)])
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def check_checkpoint_compatible(self, keys) -> None:
+        """Refuse a checkpoint built for other training sizes or without /
+        with the meta network, before any tensor is copied (mmengine loads
+        ``load_from`` and ``init_cfg`` checkpoints non-strictly, which would
+        otherwise leave such a model half-initialised with a warning)."""
+        set_indices = {int(m.group(1)) for k in keys
+                       for m in [re.search(r'\.sets\.(\d+)\.', k)] if m}
+        if set_indices and max(set_indices) + 1 != len(self.train_sizes):
+            raise ValueError(
+                f'checkpoint has {max(set_indices) + 1} private BN sets, but '
+                f'this {type(self).__name__} has {len(self.train_sizes)} '
+                f'training sizes {list(self.train_sizes)}: set train_sizes to '
+                'the sizes the checkpoint was trained with')
+        if keys and any(k.endswith('.weight') for k in keys):
+            has_meta = any(k.endswith('weight_residual') for k in keys)
+            if has_meta != self.use_meta_network:
+                raise ValueError(
+                    'checkpoint was trained with'
+                    f'{"" if has_meta else "out"} the meta network '
+                    '(weight_residual tensors), but this model has '
+                    f'use_meta_network={self.use_meta_network}')
 
     # ------------------------------------------------------ layer factories
     def _meta_conv(self, in_channels, out_channels, kernel_size, **kwargs):

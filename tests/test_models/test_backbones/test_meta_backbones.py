@@ -192,3 +192,20 @@ def test_cuda_if_available():
     with torch.no_grad():
         out = net(torch.rand(1, 3, 96, 96, device='cuda'))
     assert out[0].is_cuda
+
+
+def test_checkpoint_of_other_sizes_or_meta_setting_is_refused(tmp_path):
+    from mmengine.runner import load_checkpoint
+    three = tiny(18, train_sizes=[64, 48, 32])
+    path = tmp_path / 'three.pth'
+    torch.save({'state_dict': three.state_dict()}, path)
+    with pytest.raises(ValueError, match=r'3 private BN sets.*5 training'):
+        load_checkpoint(tiny(18), str(path))  # non-strict, as load_from
+    with pytest.raises(ValueError, match='without the meta network'):
+        tiny(18, train_sizes=[64, 48, 32]).load_state_dict(
+            tiny(18, train_sizes=[64, 48, 32],
+                 use_meta_network=False).state_dict())
+    same = tiny(18, train_sizes=[32, 48, 64])
+    load_checkpoint(same, str(path))
+    assert torch.equal(same.layer1[0].conv1.weight_residual,
+                       three.layer1[0].conv1.weight_residual)
