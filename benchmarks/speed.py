@@ -1,0 +1,300 @@
+"""Speed and memory of SAN against plain mmpretrain models, side by side in one run.
+
+    python benchmarks/speed.py                       # everything (about 10 min on 2 CPU cores)
+    python benchmarks/speed.py --only inference --archs resnet18 --sizes 224 --batches 1
+    python benchmarks/speed.py --device cuda         # on a GPU
+
+Each comparison alternates the SAN model and the plain model, repeats, and prints min / median / max
+times and the ratio of medians (SAN / plain):
+  inference   eval forward at size r with cached kernels vs mmpretrain's ResNet / MobileNetV2
+              (same shapes); also SAN regenerating every kernel on every forward (the reference's
+              behaviour) vs cached
+  train       one SAN step over K sizes (forward, joint backward, SGD) vs the sum of K plain steps
+              (one per size), same batch; peak memory (CUDA: peak allocated; CPU: activations
+              saved for backward) of the SAN step vs the largest plain step
+  pipeline    images/s of LoadImageFromFile + ResolutionSample (one crop -> K sizes) vs
+              mmpretrain's single-size LoadImageFromFile + RandomResizedCrop + RandomFlip, same JPEGs
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+ARCHS = {
+    'resnet18': (dict(type='MetaResNet', depth=18),
+                 dict(type='ResNet', depth=18, zero_init_residual=False), 512),
+    'resnet50': (dict(type='MetaResNet', depth=50),
+                 dict(type='ResNet', depth=50, zero_init_residual=False), 2048),
+    'mobilenetv2': (dict(type='MetaMobileNetV2'), dict(type='MobileNetV2'),
+                    1280),
+}
+TRAIN_SIZES = [224, 192, 160, 128, 96]
+
+
+def build(arch, san, device):
+    import torch
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
+
+    import san_mm  # noqa: F401  (registers the SAN modules)
+    init_default_scope('mmpretrain')
+    san_backbone, plain_backbone, channels = ARCHS[arch]
+    model = MODELS.build(dict(
+        type='SANClassifier' if san else 'ImageClassifier',
+        backbone=san_backbone if san else plain_backbone,
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=1000,
+                  in_channels=channels)))
+    return model.to(device), torch
+
+
+def timed(fn, device, repeats):
+    import torch
+    times = []
+    for _ in range(repeats):
+        if device.startswith('cuda'):
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.startswith('cuda'):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def compare(name, san_fn, plain_fn, device, repeats, warmup=2):
+    """Alternate SAN and plain runs; report min/median/max and the ratio."""
+    for _ in range(warmup):
+        san_fn()
+        plain_fn()
+    san_times, plain_times = [], []
+    for _ in range(repeats):
+        san_times += timed(san_fn, device, 1)
+        plain_times += timed(plain_fn, device, 1)
+    ratio = statistics.median(san_times) / statistics.median(plain_times)
+    row = dict(name=name, san=_stats(san_times), plain=_stats(plain_times),
+               ratio=ratio)
+    print(f'{name:46s} SAN {_fmt(row["san"])}  plain {_fmt(row["plain"])}  '
+          f'ratio {ratio:.3f}', flush=True)
+    return row
+
+
+def _stats(times):
+    return dict(min=min(times), median=statistics.median(times),
+                max=max(times))
+
+
+def _fmt(s):
+    return (f'{s["min"] * 1e3:8.1f}/{s["median"] * 1e3:8.1f}/'
+            f'{s["max"] * 1e3:8.1f} ms')
+
+
+def bench_inference(args):
+    rows = []
+    for arch in args.archs:
+        san, torch = build(arch, True, args.device)
+        plain, _ = build(arch, False, args.device)
+        san.eval()
+        plain.eval()
+        for size in args.sizes:
+            for batch in args.batches:
+                x = torch.rand(batch, 3, size, size, device=args.device)
+
+                def run_san():
+                    with torch.no_grad():
+                        san(x, mode='tensor')
+
+                def run_plain():
+                    with torch.no_grad():
+                        plain(x, mode='tensor')
+
+                def run_regenerate():
+                    for conv in san.backbone.meta_convs():
+                        conv.clear_kernel_cache()
+                    run_san()
+
+                rows.append(compare(f'inference {arch} r={size} b={batch}',
+                                    run_san, run_plain, args.device,
+                                    args.repeats))
+                rows.append(compare(
+                    f'  regenerate-every-forward vs cached {arch} r={size} '
+                    f'b={batch}', run_regenerate, run_san, args.device,
+                    args.repeats))
+    return rows
+
+
+def _train_step_fn(model, torch, sizes, batch, device):
+    from mmpretrain.structures import DataSample
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    inputs = [torch.rand(batch, 3, s, s, device=device) for s in sizes]
+    samples = [DataSample().set_gt_label(i % 1000) for i in range(batch)]
+    samples = [s.to(device) for s in samples]
+
+    def step():
+        losses = model.loss(inputs if len(inputs) > 1 else inputs[0], samples)
+        loss = sum(v for k, v in losses.items() if 'loss' in k)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return step
+
+
+def bench_train(args):
+    rows = []
+    for arch in args.archs:
+        san, torch = build(arch, True, args.device)
+        plain, _ = build(arch, False, args.device)
+        san.train()
+        plain.train()
+        san_step = _train_step_fn(san, torch, TRAIN_SIZES, args.train_batch,
+                                  args.device)
+        plain_steps = [_train_step_fn(plain, torch, [s], args.train_batch,
+                                      args.device) for s in TRAIN_SIZES]
+
+        def plain_sum():
+            for step in plain_steps:
+                step()
+
+        row = compare(f'train step {arch} K=5 b={args.train_batch}',
+                      san_step, plain_sum, args.device,
+                      max(2, args.repeats // 2), warmup=1)
+        row['memory'] = train_memory(arch, args)
+        print(f'  peak memory SAN {row["memory"]["san"] / 2**20:.0f} MiB, '
+              f'largest plain step {row["memory"]["plain"] / 2**20:.0f} MiB, '
+              f'ratio {row["memory"]["ratio"]:.3f}', flush=True)
+        rows.append(row)
+    return rows
+
+
+def train_memory(arch, args):
+    """Peak memory of one training step, each in a fresh process: on CUDA
+    the peak allocated bytes; on CPU (no allocator statistics) the bytes of
+    activations saved for backward, the part of a step's memory that grows
+    with the number of sizes."""
+    peaks = {}
+    for label, san, sizes in [('san', True, TRAIN_SIZES)] + [
+            (f'plain@{s}', False, [s]) for s in TRAIN_SIZES]:
+        out = subprocess.run(
+            [sys.executable, __file__, '--memory-probe', arch, str(int(san)),
+             ','.join(map(str, sizes)), str(args.train_batch), args.device],
+            capture_output=True, text=True, check=True)
+        peaks[label] = json.loads(out.stdout.strip().splitlines()[-1])['peak']
+    plain = max(v for k, v in peaks.items() if k.startswith('plain'))
+    return dict(san=peaks['san'], plain=plain, ratio=peaks['san'] / plain,
+                per_step=peaks)
+
+
+def memory_probe(arch, san, sizes, batch, device):
+    model, torch = build(arch, bool(int(san)), device)
+    model.train()
+    step = _train_step_fn(model, torch, [int(s) for s in sizes.split(',')],
+                          int(batch), device)
+    step()  # warm up (optimizer state, caches)
+    if device.startswith('cuda'):
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        step()
+        peak = torch.cuda.max_memory_allocated() - base
+    else:
+        saved = {}
+
+        def pack(tensor):
+            storage = tensor.untyped_storage()
+            saved[storage.data_ptr()] = storage.nbytes()
+            return tensor
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            step()
+        peak = sum(saved.values())
+    print(json.dumps(dict(peak=peak)))
+
+
+def bench_pipeline(args):
+    import tempfile
+
+    import cv2
+    import numpy as np
+    from mmcv.transforms import Compose
+    from mmengine.registry import init_default_scope
+
+    import san_mm  # noqa: F401
+    init_default_scope('mmpretrain')
+    rng = np.random.default_rng(0)
+    folder = tempfile.mkdtemp(prefix='san_pipeline_')
+    images = []
+    for i in range(args.pipeline_images):
+        # ImageNet-like JPEGs: smooth content, 375 x 500
+        small = rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)
+        path = os.path.join(folder, f'{i}.jpg')
+        cv2.imwrite(path, cv2.resize(small, (500, 375)))
+        images.append(path)
+    load = dict(type='LoadImageFromFile')
+    san = Compose([load, dict(type='ResolutionSample', sizes=TRAIN_SIZES),
+                   dict(type='PackInputs')])
+    plain = Compose([load, dict(type='RandomResizedCrop', scale=224),
+                     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+                     dict(type='PackInputs')])
+
+    def run(pipeline):
+        return lambda: [pipeline(dict(img_path=p, gt_label=0)) for p in images]
+
+    row = compare(f'pipeline {len(images)} images (time; lower is better)',
+                  run(san), run(plain), 'cpu', args.repeats)
+    row['images_per_s'] = dict(
+        san=len(images) / row['san']['median'],
+        plain=len(images) / row['plain']['median'])
+    row['throughput_ratio'] = 1 / row['ratio']
+    print(f'  images/s SAN {row["images_per_s"]["san"]:.0f}, plain '
+          f'{row["images_per_s"]["plain"]:.0f}, ratio '
+          f'{row["throughput_ratio"]:.3f}', flush=True)
+    return [row]
+
+
+def main():
+    if len(sys.argv) > 1 and sys.argv[1] == '--memory-probe':
+        return memory_probe(*sys.argv[2:])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--only', nargs='+',
+                        default=['inference', 'train', 'pipeline'],
+                        choices=['inference', 'train', 'pipeline'])
+    parser.add_argument('--archs', nargs='+', default=list(ARCHS),
+                        choices=list(ARCHS))
+    parser.add_argument('--sizes', type=int, nargs='+', default=[224, 160, 96])
+    parser.add_argument('--batches', type=int, nargs='+', default=[1, 32])
+    parser.add_argument('--train-batch', type=int, default=8)
+    parser.add_argument('--pipeline-images', type=int, default=64)
+    parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--out', help='write all rows as JSON')
+    args = parser.parse_args()
+
+    import torch
+
+    import san_mm  # noqa: F401
+    machine = (f'{platform.processor() or platform.machine()}, '
+               f'{os.cpu_count()} CPU cores, torch {torch.__version__}, '
+               f'{torch.get_num_threads()} threads')
+    if args.device.startswith('cuda'):
+        machine += f', {torch.cuda.get_device_name()}'
+    print(f'machine: {machine}; device {args.device}; repeats {args.repeats}')
+    rows = []
+    if 'inference' in args.only:
+        rows += bench_inference(args)
+    if 'train' in args.only:
+        rows += bench_train(args)
+    if 'pipeline' in args.only:
+        rows += bench_pipeline(args)
+    if args.out:
+        with open(args.out, 'w') as f:
+            json.dump(dict(machine=machine, rows=rows), f, indent=1)
+
+
+if __name__ == '__main__':
+    main()
