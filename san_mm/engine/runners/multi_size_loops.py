@@ -25,10 +25,11 @@ class MultiSizeLoopMixin:
     the mean over the sizes (the reference selects its best epoch on the mean
     top-1).
     """
-    stage = ''
+    stage = ''  # 'val' or 'test': hook names and the loss buffer
 
-    def _init_sizes(self, dataloader: Union[DataLoader, Dict],
-                    test_sizes: Sequence[int]) -> dict:
+    def __init__(self, runner, dataloader: Dict,
+                 evaluator: Union[Evaluator, Dict, List],
+                 test_sizes: Sequence[int], fp16: bool = False):
         self.test_sizes = validate_sizes(test_sizes, 'test_sizes')
         if not isinstance(dataloader, dict):
             raise TypeError(
@@ -37,7 +38,20 @@ class MultiSizeLoopMixin:
                 f'{type(dataloader).__name__}')
         self._dataloader_cfg = copy.deepcopy(dataloader)
         self._dataloaders: Dict[int, DataLoader] = {}
-        return self._size_cfg(self.test_sizes[0])
+        super().__init__(runner, self._size_cfg(self.test_sizes[0]), evaluator,
+                         fp16)
+        self._dataloaders[self.test_sizes[0]] = self.dataloader
+
+    def run(self) -> dict:
+        stage = self.stage
+        self.runner.call_hook(f'before_{stage}')
+        self.runner.call_hook(f'before_{stage}_epoch')
+        self.runner.model.eval()
+        getattr(self, f'{stage}_loss').clear()
+        metrics = self._run_sizes(self.run_iter)
+        self.runner.call_hook(f'after_{stage}_epoch', metrics=metrics)
+        self.runner.call_hook(f'after_{stage}')
+        return metrics
 
     def _size_cfg(self, size: int) -> dict:
         return with_transform_arg(self._dataloader_cfg, 'ResizeCenterCrop',
@@ -105,43 +119,9 @@ class MultiSizeValLoop(MultiSizeLoopMixin, ValLoop):
     """
     stage = 'val'
 
-    def __init__(self, runner, dataloader: Dict,
-                 evaluator: Union[Evaluator, Dict, List],
-                 test_sizes: Sequence[int], fp16: bool = False):
-        first = self._init_sizes(dataloader, test_sizes)
-        super().__init__(runner, first, evaluator, fp16)
-        self._dataloaders[self.test_sizes[0]] = self.dataloader
-
-    def run(self) -> dict:
-        self.runner.call_hook('before_val')
-        self.runner.call_hook('before_val_epoch')
-        self.runner.model.eval()
-        self.val_loss.clear()
-        metrics = self._run_sizes(self.run_iter)
-        self.runner.call_hook('after_val_epoch', metrics=metrics)
-        self.runner.call_hook('after_val')
-        return metrics
-
 
 @LOOPS.register_module()
 class MultiSizeTestLoop(MultiSizeLoopMixin, TestLoop):
     """``TestLoop`` over every size of ``test_sizes`` (arguments as
     :class:`MultiSizeValLoop`)."""
     stage = 'test'
-
-    def __init__(self, runner, dataloader: Dict,
-                 evaluator: Union[Evaluator, Dict, List],
-                 test_sizes: Sequence[int], fp16: bool = False):
-        first = self._init_sizes(dataloader, test_sizes)
-        super().__init__(runner, first, evaluator, fp16)
-        self._dataloaders[self.test_sizes[0]] = self.dataloader
-
-    def run(self) -> dict:
-        self.runner.call_hook('before_test')
-        self.runner.call_hook('before_test_epoch')
-        self.runner.model.eval()
-        self.test_loss.clear()
-        metrics = self._run_sizes(self.run_iter)
-        self.runner.call_hook('after_test_epoch', metrics=metrics)
-        self.runner.call_hook('after_test')
-        return metrics

@@ -3,8 +3,10 @@ import contextlib
 import re
 from typing import Iterator, List, Optional, Sequence
 
+import torch.nn as nn
 from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from torch import Tensor
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..utils import (DEFAULT_TRAIN_SIZES, MetaConv2d, PrivateBatchNorm2d,
                      ScaleContext, ScaleEncoder, ScalePolicy, ScaleState,
@@ -53,6 +55,32 @@ class BaseScaleAdaptiveBackbone(BaseBackbone):
 
     def init_weights(self):
         init_weights_plain_last(self, super().init_weights)
+
+    # ------------------------------------------------ freezing, norm_eval
+    def stem_modules(self) -> List[nn.Module]:
+        """Modules frozen by ``frozen_stages >= 0`` (the stem)."""
+        raise NotImplementedError
+
+    def _freeze_stages(self):
+        if self.frozen_stages >= 0:
+            for module in self.stem_modules():
+                module.eval()
+                for param in module.parameters():
+                    param.requires_grad = False
+        for i in range(1, self.frozen_stages + 1):
+            layer = getattr(self, f'layer{i}')
+            layer.eval()
+            for param in layer.parameters():
+                param.requires_grad = False
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for module in self.modules():
+                if isinstance(module, _BatchNorm):
+                    module.eval()
+        return self
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         self.check_checkpoint_compatible(

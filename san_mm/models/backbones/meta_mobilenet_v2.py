@@ -12,7 +12,6 @@ import torch.utils.checkpoint as cp
 from mmcv.cnn import build_activation_layer
 from mmpretrain.models.utils import make_divisible
 from mmpretrain.registry import MODELS
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..utils import DEFAULT_TRAIN_SIZES
 from .base_san import BaseScaleAdaptiveBackbone
@@ -176,22 +175,5 @@ class MetaMobileNetV2(BaseScaleAdaptiveBackbone):
                 outs.append(x)
         return tuple(outs)
 
-    def _freeze_stages(self):
-        if self.frozen_stages >= 0:
-            self.conv1.eval()
-            for param in self.conv1.parameters():
-                param.requires_grad = False
-        for i in range(1, self.frozen_stages + 1):
-            layer = getattr(self, f'layer{i}')
-            layer.eval()
-            for param in layer.parameters():
-                param.requires_grad = False
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for module in self.modules():
-                if isinstance(module, _BatchNorm):
-                    module.eval()
-        return self
+    def stem_modules(self):
+        return [self.conv1]

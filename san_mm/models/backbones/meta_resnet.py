@@ -13,7 +13,6 @@ from typing import Optional, Sequence
 import torch.nn as nn
 import torch.utils.checkpoint as cp
 from mmpretrain.registry import MODELS
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..utils import DEFAULT_TRAIN_SIZES
 from .base_san import BaseScaleAdaptiveBackbone
@@ -273,17 +272,8 @@ class MetaResNet(BaseScaleAdaptiveBackbone):
                 for bn in last_bn.sets:
                     nn.init.zeros_(bn.weight)
 
-    def _freeze_stages(self):
-        if self.frozen_stages >= 0:
-            self.bn1.eval()
-            for module in (self.conv1, self.bn1):
-                for param in module.parameters():
-                    param.requires_grad = False
-        for i in range(1, self.frozen_stages + 1):
-            layer = getattr(self, f'layer{i}')
-            layer.eval()
-            for param in layer.parameters():
-                param.requires_grad = False
+    def stem_modules(self):
+        return [self.conv1, self.bn1]
 
     def forward(self, x):
         self.activate_scale(x)
@@ -294,12 +284,3 @@ class MetaResNet(BaseScaleAdaptiveBackbone):
             if i in self.out_indices:
                 outs.append(x)
         return tuple(outs)
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for module in self.modules():
-                if isinstance(module, _BatchNorm):
-                    module.eval()
-        return self
