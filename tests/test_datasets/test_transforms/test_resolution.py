@@ -84,3 +84,34 @@ def test_resize_center_crop_validation():
         ResizeCenterCrop(size=32, crop_ratio=1.5)
     with pytest.raises(ValueError, match='-1'):
         ResizeCenterCrop(size=-1)
+
+
+@pytest.mark.parametrize('kind', ['gray', 'rgba', '16bit'])
+def test_unusual_image_files_are_converted(tmp_path, kind):
+    import cv2
+    rng = np.random.default_rng(0)
+    if kind == 'gray':
+        img = rng.integers(0, 255, (30, 40), dtype=np.uint8)
+    elif kind == 'rgba':
+        img = rng.integers(0, 255, (30, 40, 4), dtype=np.uint8)
+    else:
+        img = rng.integers(0, 65535, (30, 40, 3), dtype=np.uint16)
+    path = str(tmp_path / f'{kind}.png')
+    cv2.imwrite(path, img)
+    pipeline = Compose([
+        TRANSFORMS.build(dict(type='LoadImageFromFile')),
+        TRANSFORMS.build(dict(type='ResolutionSample', sizes=[32, 16])),
+        TRANSFORMS.build(dict(type='PackInputs'))
+    ])
+    packed = pipeline(dict(img_path=path, gt_label=0))
+    assert [tuple(t.shape) for t in packed['inputs']] == [(3, 32, 32),
+                                                          (3, 16, 16)]
+    assert all(str(t.dtype) == 'torch.uint8' for t in packed['inputs'])
+
+
+def test_corrupt_image_file_is_reported_by_path(tmp_path):
+    path = tmp_path / 'broken.png'
+    path.write_bytes(b'\x89PNG\r\n\x1a\n not really an image')
+    load = TRANSFORMS.build(dict(type='LoadImageFromFile'))
+    with pytest.raises(Exception, match='broken.png'):
+        load(dict(img_path=str(path)))
