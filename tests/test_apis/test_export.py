@@ -83,3 +83,17 @@ def test_plain_backbone_cfgs():
     with pytest.raises(ValueError, match=r'stride 2, max-pool False.*ResNet_CIFAR'):
         plain_backbone_cfg(odd)
     assert plain_backbone_cfg(MODELS.build(MOBILENET))['type'] == 'MobileNetV2'
+
+
+def test_onnx_export_matches_when_onnx_is_installed(tmp_path):
+    pytest.importorskip('onnx')
+    from san_mm.apis.export import export_onnx
+    model = san_model(dict(RESNET, meta_init='kaiming'), 32)
+    plain, _ = exported(model, 48)
+    x = torch.rand(1, 3, 48, 48)
+    result = export_onnx(plain, x, str(tmp_path / 'm.onnx'))
+    assert (tmp_path / 'm.onnx').stat().st_size > 0
+    if 'onnx_max_abs_diff' in result:  # onnxruntime installed
+        with torch.no_grad():
+            scale = plain(x, mode='tensor').abs().max().item()
+        assert result['onnx_max_abs_diff'] <= 1e-5 * max(scale, 1.0)
