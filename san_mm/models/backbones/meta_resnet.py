@@ -46,7 +46,9 @@ class MetaBasicBlock(nn.Module):
     def forward(self, x):
         def _inner_forward(x):
             identity = x if self.downsample is None else self.downsample(x)
-            return self._residual(x) + identity
+            out = self._residual(x)
+            out += identity  # in place, as mmpretrain's blocks: no new tensor
+            return out
 
         if self.with_cp and x.requires_grad:
             out = cp.checkpoint(_inner_forward, x, use_reentrant=False)
