@@ -31,6 +31,11 @@ class MetaConvModule(nn.Module):
         self.bn = backbone._private_bn(out_channels)
         self.with_activation = act_cfg is not None
         if self.with_activation:
+            # in place, as mmcv's ConvModule builds it (no extra tensor)
+            act_cfg = dict(act_cfg)
+            if act_cfg['type'] not in ('Tanh', 'PReLU', 'Sigmoid', 'HSigmoid',
+                                       'Swish', 'GELU'):
+                act_cfg.setdefault('inplace', True)
             self.activate = build_activation_layer(act_cfg)
 
     def forward(self, x):
