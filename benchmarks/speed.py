@@ -276,8 +276,6 @@ def main():
     args = parser.parse_args()
 
     import torch
-
-    import san_mm  # noqa: F401
     machine = (f'{platform.processor() or platform.machine()}, '
                f'{os.cpu_count()} CPU cores, torch {torch.__version__}, '
                f'{torch.get_num_threads()} threads')

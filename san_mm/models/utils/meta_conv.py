@@ -6,9 +6,7 @@ directly in kernel shape is the same function and the same parameters (2x the ke
 reshapes on the hot path; ``weight`` holds B so that the module's state dict is a superset of a
 plain ``nn.Conv2d``'s (conversion to and from plain models is a rename at most).
 """
-import math
 from collections import OrderedDict
-from typing import Optional
 
 import torch
 import torch.nn as nn

@@ -3,7 +3,6 @@ import torch
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from san_mm.models import SANClassifier
 
 
 def build(**kwargs):
