@@ -1,0 +1,165 @@
+"""SAN fine-tuned from a plain single-size network vs SAN from scratch, on Fashion-MNIST.
+
+    python benchmarks/fashion_mnist_finetune.py [--seeds 0 1] [--epochs 5] [--finetune-epochs 2]
+        [--train-images 12800] [--test-images 5000] [--work-dir work_dirs/fmnist_finetune]
+
+Same protocol as benchmarks/fashion_mnist_reproduction.py (ResNet-18 width 16, batch 128, SGD,
+cosine, sizes 28/24/20/16/12, unseen 32/26/22/18/14/10). Three runs per seed:
+  plain@28   configs/fashion_mnist/resnet18_fmnist_single_size.py, --epochs epochs at 28 only
+  finetuned  configs/fashion_mnist/san_resnet18_fmnist_from_single_size.py: SAN initialised from
+             plain@28's last checkpoint (B = kernel, A = 0, its BN in every set, its head), then
+             --finetune-epochs epochs at all five sizes with lr 0.02
+  scratch    configs/fashion_mnist/san_resnet18_fmnist.py, --epochs epochs from scratch
+Every model is tested at all 11 sizes (proxy, and calibrated on 512 training images for the SAN
+models); the fine-tuned model is also tested before fine-tuning (right after initialisation:
+plain@28's accuracy must be reproduced at 28). Training time is wall-clock on this machine; the
+fine-tuned route's total is plain@28 + fine-tuning. Writes results.json and results.md into the
+work directory and prints the table.
+"""
+import argparse
+import copy
+import json
+import os
+import os.path as osp
+import sys
+import time
+
+import numpy as np
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, REPO)
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+
+from fashion_mnist_reproduction import (ALL_SIZES, TRAIN_SIZES,  # noqa: E402
+                                        build_cfg)
+
+RUNS = {
+    'plain@28': 'resnet18_fmnist_single_size.py',
+    'finetuned': 'san_resnet18_fmnist_from_single_size.py',
+    'scratch': 'san_resnet18_fmnist.py',
+}
+
+
+def test_checkpoint(cfg, checkpoint, mode, work_dir, name):
+    """Test ``checkpoint`` at every size in ``mode``; {size: top-1}."""
+    from mmengine.runner import Runner
+    test_cfg = copy.deepcopy(cfg)
+    test_cfg.load_from = checkpoint
+    test_cfg.test_cfg.test_sizes = ALL_SIZES
+    test_cfg.custom_hooks = [dict(type='PerSizeBNHook', inference_mode=mode,
+                                  calibration_images=512)]
+    test_cfg.work_dir = osp.join(work_dir, f'test_{mode}')
+    test_cfg.experiment_name = f'{name}_{mode}_{time.time_ns()}'
+    metrics = Runner.from_cfg(test_cfg).test()
+    return {s: float(metrics[f'accuracy/top1@{s}']) for s in ALL_SIZES}
+
+
+def run(name, args, seed, plain_checkpoint=None):
+    from mmengine.runner import Runner
+    epochs = args.finetune_epochs if name == 'finetuned' else args.epochs
+    work_dir = osp.join(args.work_dir, f'seed{seed}', name.replace('@', '_'))
+    run_args = copy.copy(args)
+    run_args.epochs = epochs
+    cfg = build_cfg(RUNS[name], {}, run_args, seed, work_dir)
+    results = {}
+    if name == 'finetuned':
+        cfg.model.init_cfg.checkpoint = plain_checkpoint
+        # Before any fine-tuning: the initialised model saved as a checkpoint.
+        import torch
+        from mmpretrain.registry import MODELS
+        model = MODELS.build(copy.deepcopy(cfg.model))
+        model.init_weights()
+        os.makedirs(work_dir, exist_ok=True)
+        init_checkpoint = osp.join(work_dir, 'initialised.pth')
+        torch.save(dict(state_dict=model.state_dict()), init_checkpoint)
+        results['initialised proxy'] = test_checkpoint(
+            cfg, init_checkpoint, 'proxy', work_dir, f'{name}_init')
+    start = time.time()
+    Runner.from_cfg(copy.deepcopy(cfg)).train()
+    train_minutes = (time.time() - start) / 60
+    checkpoint = osp.join(work_dir, f'epoch_{epochs}.pth')
+    modes = ('proxy', ) if name == 'plain@28' else ('proxy', 'calibrated')
+    for mode in modes:
+        results[mode] = test_checkpoint(cfg, checkpoint, mode, work_dir, name)
+    return dict(results=results, train_minutes=train_minutes,
+                checkpoint=checkpoint)
+
+
+def fmt(values):
+    return f'{np.mean(values):.2f} ± {np.std(values):.2f}'
+
+
+def table(runs, seeds, args):
+    rows = [('plain@28 (proxy)', 'plain@28', 'proxy'),
+            ('SAN initialised from plain@28, before fine-tuning', 'finetuned',
+             'initialised proxy'),
+            (f'SAN fine-tuned {args.finetune_epochs} ep (proxy)', 'finetuned',
+             'proxy'),
+            (f'SAN fine-tuned {args.finetune_epochs} ep (calibrated)',
+             'finetuned', 'calibrated'),
+            (f'SAN from scratch {args.epochs} ep (proxy)', 'scratch', 'proxy'),
+            (f'SAN from scratch {args.epochs} ep (calibrated)', 'scratch',
+             'calibrated')]
+    head = '| model | ' + ' | '.join(
+        f'{s}{"*" if s in TRAIN_SIZES else ""}' for s in ALL_SIZES) + \
+        ' | mean train sizes |'
+    out = [f'### Top-1 % per size (mean ± std over seeds {seeds}; * = training size)',
+           '', head, '|' + '---|' * (len(ALL_SIZES) + 2)]
+    for label, name, mode in rows:
+        per_size = [[runs[s][name]['results'][mode][size] for s in seeds]
+                    for size in ALL_SIZES]
+        train_mean = [np.mean([runs[s][name]['results'][mode][size]
+                               for size in TRAIN_SIZES]) for s in seeds]
+        out.append(f'| {label} | ' + ' | '.join(fmt(v) for v in per_size) +
+                   f' | {fmt(train_mean)} |')
+    minutes = {name: [runs[s][name]['train_minutes'] for s in seeds]
+               for name in RUNS}
+    finetune_total = [p + f for p, f in zip(minutes['plain@28'],
+                                            minutes['finetuned'])]
+    out += ['', '### Training time (minutes, wall clock)', '',
+            '| route | minutes |', '|---|---|',
+            f'| plain@28, {args.epochs} ep | {fmt(minutes["plain@28"])} |',
+            f'| + SAN fine-tuning, {args.finetune_epochs} ep | '
+            f'{fmt(minutes["finetuned"])} |',
+            f'| = fine-tuned route in total | {fmt(finetune_total)} |',
+            f'| SAN from scratch, {args.epochs} ep | {fmt(minutes["scratch"])} |']
+    return '\n'.join(out)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
+    parser.add_argument('--train-images', type=int, default=12800)
+    parser.add_argument('--test-images', type=int, default=5000)
+    parser.add_argument('--epochs', type=int, default=5)
+    parser.add_argument('--finetune-epochs', type=int, default=2)
+    parser.add_argument('--work-dir', default=osp.join(
+        REPO, 'work_dirs', 'fmnist_finetune'))
+    args = parser.parse_args()
+
+    import san_mm  # noqa: F401
+    from san_mm.datasets import prepare_fashion_mnist
+    prepare_fashion_mnist(osp.join(REPO, 'data', 'fashion_mnist'))
+    os.makedirs(args.work_dir, exist_ok=True)
+    start = time.time()
+    runs = {}
+    for seed in args.seeds:
+        runs[seed] = {}
+        runs[seed]['plain@28'] = run('plain@28', args, seed)
+        runs[seed]['finetuned'] = run(
+            'finetuned', args, seed,
+            plain_checkpoint=runs[seed]['plain@28']['checkpoint'])
+        runs[seed]['scratch'] = run('scratch', args, seed)
+        with open(osp.join(args.work_dir, 'results.json'), 'w') as f:
+            json.dump(dict(args=vars(args), runs=runs), f, indent=1)
+    text = table(runs, args.seeds, args)
+    text += (f'\n\nProtocol: {args.train_images} training images, {args.test_images} '
+             f'test images, seeds {args.seeds}; total '
+             f'{(time.time() - start) / 60:.0f} min on {os.cpu_count()} CPU cores.')
+    with open(osp.join(args.work_dir, 'results.md'), 'w') as f:
+        f.write(text + '\n')
+    print(text)
+
+
+if __name__ == '__main__':
+    main()
