@@ -8,6 +8,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 from san_mm.engine.hooks import PerSizeBNHook
+from san_mm.engine.utils import scale_adaptive_backbone, unwrap_model
 from san_mm.models.utils import check_inference_mode, validate_sizes
 
 
@@ -64,13 +65,13 @@ def calibrate_checkpoint(cfg: Config, checkpoint: str, sizes: Sequence[int],
     runner.load_or_resume()
     hook = PerSizeBNHook(inference_mode='calibrated',
                          calibration_images=calibration_images)
-    backbone = hook.backbone_of(runner)
+    backbone = scale_adaptive_backbone(runner, 'calibrate_checkpoint')
     for size in sizes:
         if size in backbone.train_sizes:
             raise ValueError(f'{size} is a training size: it has its own BN; '
                              'calibrate only unseen sizes')
         hook.calibrate(runner, size)
-    model = hook.model_of(runner)
+    model = unwrap_model(runner)
     torch.save({'state_dict': model.state_dict(),
                 'meta': dict(calibrated_sizes=backbone.calibrated_sizes,
                              calibration_images=calibration_images,

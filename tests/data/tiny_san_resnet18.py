@@ -2,8 +2,8 @@
 # training sizes and an image folder (CustomDataset) whose root the tests pass with --cfg-options.
 _base_ = ['../../configs/san_resnet18.py']
 
-train_sizes = [32, 24, 16]
-test_sizes = [32, 24, 16]
+train_sizes = [32, 24, 18]
+test_sizes = [32, 24, 18]
 data_root = 'set-by-the-tests'
 
 model = dict(

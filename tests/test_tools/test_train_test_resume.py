@@ -37,12 +37,12 @@ def trained(tmp_path_factory, image_folder, tiny_config):
 def test_train_two_epochs_logs_per_size_terms(trained):
     work_dir, log = trained
     assert os.path.isfile(work_dir / 'epoch_2.pth')
-    for key in ('loss_ce@32', 'loss_ce@24', 'loss_ce@16', 'loss_kd@24',
-                'loss_kd@16'):
+    for key in ('loss_ce@32', 'loss_ce@24', 'loss_ce@18', 'loss_kd@24',
+                'loss_kd@18'):
         assert key in log
     assert 'loss_kd@32' not in log  # the largest size has no teacher
     # validation at every training size, plus the mean, every epoch
-    for key in ('accuracy/top1@32', 'accuracy/top1@16', 'accuracy/top1@mean'):
+    for key in ('accuracy/top1@32', 'accuracy/top1@18', 'accuracy/top1@mean'):
         assert key in log
     best = glob.glob(str(work_dir / 'best_accuracy_top1@mean_epoch_*.pth'))
     assert len(best) == 1, os.listdir(work_dir)
@@ -201,7 +201,7 @@ def test_san_backbone_reused_in_another_config(trained, tmp_path):
     model = MODELS.build(dict(
         type='ImageClassifier',
         backbone=dict(type='MetaResNet', depth=18, stem_channels=4,
-                      base_channels=4, train_sizes=[32, 24, 16],
+                      base_channels=4, train_sizes=[32, 24, 18],
                       init_cfg=dict(type='Pretrained', checkpoint=checkpoint,
                                     prefix='backbone.')),
         neck=dict(type='GlobalAveragePooling'),
@@ -212,4 +212,4 @@ def test_san_backbone_reused_in_another_config(trained, tmp_path):
         model.backbone.layer1[0].conv1.weight_residual,
         source['backbone.layer1.0.conv1.weight_residual'])
     model.eval()
-    assert model(torch.rand(2, 3, 16, 16), mode='tensor').shape == (2, 7)
+    assert model(torch.rand(2, 3, 18, 18), mode='tensor').shape == (2, 7)

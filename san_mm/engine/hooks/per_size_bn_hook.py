@@ -3,12 +3,11 @@ from typing import Optional
 
 import torch
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 
-from san_mm.models.backbones import BaseScaleAdaptiveBackbone
 from san_mm.models.utils import check_inference_mode
 from san_mm.registry import HOOKS
 from san_mm.utils import with_transform_arg
+from ..utils import scale_adaptive_backbone, unwrap_model
 
 
 @HOOKS.register_module()
@@ -52,19 +51,6 @@ class PerSizeBNHook(Hook):
         self.recalibrate = recalibrate
         self._calibrated_this_run = set()
 
-    @staticmethod
-    def model_of(runner):
-        return runner.model.module if is_model_wrapper(
-            runner.model) else runner.model
-
-    @classmethod
-    def backbone_of(cls, runner) -> BaseScaleAdaptiveBackbone:
-        backbone = getattr(cls.model_of(runner), 'backbone', None)
-        if not isinstance(backbone, BaseScaleAdaptiveBackbone):
-            raise TypeError('PerSizeBNHook needs a model with a scale-adaptive '
-                            f'backbone, got {type(backbone).__name__}')
-        return backbone
-
     def before_val_size(self, runner, size: int) -> None:
         self.prepare(runner, size)
 
@@ -72,7 +58,7 @@ class PerSizeBNHook(Hook):
         self.prepare(runner, size)
 
     def prepare(self, runner, size: int) -> None:
-        backbone = self.backbone_of(runner)
+        backbone = scale_adaptive_backbone(runner, 'PerSizeBNHook')
         if self.inference_mode is not None:
             backbone.inference_mode = self.inference_mode
         needs_calibration = (
@@ -101,8 +87,8 @@ class PerSizeBNHook(Hook):
     @torch.no_grad()
     def calibrate(self, runner, size: int) -> None:
         """Collect calibrated BN statistics for ``size``."""
-        backbone = self.backbone_of(runner)
-        model = self.model_of(runner)
+        backbone = scale_adaptive_backbone(runner, 'PerSizeBNHook')
+        model = unwrap_model(runner)
         dataloader = self.calibration_dataloader(runner, size)
         seen = 0
         was_training = model.training

@@ -9,9 +9,11 @@ from mmengine.evaluator import Evaluator
 from mmengine.runner import TestLoop, ValLoop
 from torch.utils.data import DataLoader
 
+from san_mm.models.backbones import BaseScaleAdaptiveBackbone
 from san_mm.models.utils import validate_sizes
 from san_mm.registry import LOOPS
 from san_mm.utils import with_transform_arg
+from ..utils import unwrap_model
 
 
 class MultiSizeLoopMixin:
@@ -31,6 +33,12 @@ class MultiSizeLoopMixin:
                  evaluator: Union[Evaluator, Dict, List],
                  test_sizes: Sequence[int], fp16: bool = False):
         self.test_sizes = validate_sizes(test_sizes, 'test_sizes')
+        backbone = getattr(unwrap_model(runner), 'backbone', None)
+        if isinstance(backbone, BaseScaleAdaptiveBackbone):
+            # Before any dataloader is built: a size the network cannot
+            # run meaningfully fails here, not after calibration or data.
+            for size in self.test_sizes:
+                backbone.check_size_fits(size, 'test size')
         if not isinstance(dataloader, dict):
             raise TypeError(
                 f'{type(self).__name__} builds one dataloader per size and '

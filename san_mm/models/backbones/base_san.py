@@ -109,6 +109,38 @@ class BaseScaleAdaptiveBackbone(BaseBackbone):
                     '(weight_residual tensors), but this model has '
                     f'use_meta_network={self.use_meta_network}')
 
+    # ------------------------------------------------------- input sizes
+    @property
+    def total_stride(self) -> int:
+        """Downsampling factor from the input to the deepest output."""
+        raise NotImplementedError
+
+    @property
+    def min_input_size(self) -> int:
+        """Smallest input side this network accepts: ``total_stride // 2 + 1``.
+
+        Padding lets any size run, but below this the input of the last
+        stride-2 layer is 1x1, so that layer (and everything after it) sees
+        one pixel surrounded by zero padding: numbers come out, features do
+        not. E.g. 17 for ResNet / MobileNetV2 (stride 32), 9 for the
+        Fashion-MNIST ResNet (3x3 stride-2 stem, no max-pool: stride 16).
+        """
+        return self.total_stride // 2 + 1
+
+    def check_size_fits(self, size: int, name: str = 'input size') -> None:
+        """Raise ``ValueError`` naming ``size`` if it is below
+        :attr:`min_input_size`."""
+        if size < self.min_input_size:
+            raise ValueError(
+                f'{name} {size} is too small for this {type(self).__name__}: '
+                f'its total stride is {self.total_stride}, so every size must '
+                f'be at least {self.min_input_size} (smaller, and the last '
+                'stride-2 layer gets a 1x1 map of padding around one pixel)')
+
+    def _check_train_sizes_fit(self) -> None:
+        for size in self.train_sizes:
+            self.check_size_fits(size, 'training size')
+
     # ------------------------------------------------------ layer factories
     def _meta_conv(self, in_channels, out_channels, kernel_size, **kwargs):
         return MetaConv2d(in_channels, out_channels, kernel_size,
@@ -182,7 +214,11 @@ class BaseScaleAdaptiveBackbone(BaseBackbone):
         if x.dim() != 4:
             raise ValueError('expected an image batch of shape (N, C, H, W), '
                              f'got shape {tuple(x.shape)}')
-        size = self.forced_size or min(x.shape[-2:])
+        input_size = min(x.shape[-2:])
+        if input_size < self.min_input_size:
+            self.check_size_fits(int(input_size),
+                                 f'input of shape {tuple(x.shape)}: size')
+        size = self.forced_size or input_size
         state = self.resolve_scale(int(size))
         self.scale_context.state = state
         return state

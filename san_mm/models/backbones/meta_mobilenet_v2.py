@@ -169,6 +169,14 @@ class MetaMobileNetV2(BaseScaleAdaptiveBackbone):
                                     act_cfg=act_cfg)
         self.layers.append('conv2')
         self._freeze_stages()
+        self._check_train_sizes_fit()
+
+    @property
+    def total_stride(self) -> int:
+        stride = 2  # the stem conv
+        for _, _, _, layer_stride in self.arch_settings[:max(self.out_indices) + 1]:
+            stride *= layer_stride
+        return stride
 
     def forward(self, x):
         self.activate_scale(x)

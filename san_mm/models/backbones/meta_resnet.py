@@ -243,6 +243,14 @@ class MetaResNet(BaseScaleAdaptiveBackbone):
         if zero_init_residual:
             self._zero_init_residual()
         self._freeze_stages()
+        self._check_train_sizes_fit()
+
+    @property
+    def total_stride(self) -> int:
+        stride = self.stem_stride * (2 if self.stem_pool else 1)
+        for i in range(max(self.out_indices) + 1):
+            stride *= self.strides[i]
+        return stride
 
     @property
     def norm1(self):

@@ -136,6 +136,6 @@ def test_get_model_forward_at_unseen_size_uses_configured_mode():
         assert state.size == 20
         expected_kind = 'interpolate' if mode == 'data_free' else 'set'
         assert state.bn.kind == expected_kind
-        expected_encoding = 0.7 * (24 if mode == 'proxy' else 20) / 32
+        expected_encoding = 0.7 * (18 if mode == 'proxy' else 20) / 32
         assert state.encoding == pytest.approx(expected_encoding)
     assert not torch.allclose(outputs['proxy'], outputs['ideal'])

@@ -104,8 +104,8 @@ def test_force_size_overrides_input_size():
 
 
 def test_train_sizes_any_number_kept_largest_first():
-    net = tiny(18, train_sizes=[16, 28, 20])
-    assert net.train_sizes == (28, 20, 16)
+    net = tiny(18, train_sizes=[18, 28, 20])
+    assert net.train_sizes == (28, 20, 18)
     assert net.bn1.num_sets == 3
     assert net.scale_encoder.encode(20) == pytest.approx(0.5)
     with pytest.raises(ValueError, match=r'\[28\] more than once'):
@@ -209,3 +209,28 @@ def test_checkpoint_of_other_sizes_or_meta_setting_is_refused(tmp_path):
     load_checkpoint(same, str(path))
     assert torch.equal(same.layer1[0].conv1.weight_residual,
                        three.layer1[0].conv1.weight_residual)
+
+
+@pytest.mark.parametrize('build, stride', [
+    (lambda **kw: tiny(18, **kw), 32),
+    (lambda **kw: tiny(50, **kw), 32),
+    (lambda **kw: MetaMobileNetV2(widen_factor=0.25, **kw), 32),
+    (lambda **kw: tiny(18, stem_kernel_size=3, stem_pool=False, **kw), 16),
+    (lambda **kw: tiny(18, out_indices=(1, ), **kw), 8),
+    (lambda **kw: MetaMobileNetV2(widen_factor=0.25, out_indices=(2, ), **kw),
+     8),
+])
+def test_sizes_too_small_for_the_total_stride_are_refused(build, stride):
+    smallest = stride // 2 + 1
+    net = build(train_sizes=[smallest + 8, smallest]).eval()
+    assert (net.total_stride, net.min_input_size) == (stride, smallest)
+    # The last stride-2 layer gets at least a 2x2 map at the smallest size.
+    net(torch.rand(1, 3, smallest, smallest))
+    with pytest.raises(ValueError, match=rf'training size {smallest - 1} is '
+                       rf'too small .* total stride is {stride}, so every '
+                       rf'size must be at least {smallest}'):
+        build(train_sizes=[smallest + 8, smallest - 1])
+    with pytest.raises(ValueError, match=rf'input of shape \(1, 3, '
+                       rf'{smallest - 1}, 40\): size {smallest - 1} is too '
+                       'small'):
+        net(torch.rand(1, 3, smallest - 1, 40))

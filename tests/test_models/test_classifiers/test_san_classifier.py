@@ -9,14 +9,14 @@ def build(**kwargs):
     cfg = dict(
         type='SANClassifier',
         backbone=dict(type='MetaResNet', depth=18, stem_channels=4,
-                      base_channels=4, train_sizes=[32, 24, 16]),
+                      base_channels=4, train_sizes=[32, 24, 18]),
         neck=dict(type='GlobalAveragePooling'),
         head=dict(type='LinearClsHead', num_classes=3, in_channels=32))
     cfg.update(kwargs)
     return MODELS.build(cfg)
 
 
-def batch(sizes=(32, 24, 16), n=4):
+def batch(sizes=(32, 24, 18), n=4):
     torch.manual_seed(0)
     inputs = [torch.randn(n, 3, s, s) for s in sizes]
     return inputs, [DataSample().set_gt_label(i % 3) for i in range(n)]
@@ -26,12 +26,12 @@ def test_loss_terms_per_size_and_hand_sum():
     model = build()
     inputs, data_samples = batch()
     losses = model.loss(inputs, data_samples)
-    assert set(losses) == {'loss_ce@32', 'loss_ce@24', 'loss_ce@16',
-                           'loss_kd@24', 'loss_kd@16'}
+    assert set(losses) == {'loss_ce@32', 'loss_ce@24', 'loss_ce@18',
+                           'loss_kd@24', 'loss_kd@18'}
     # the same terms from the logits at each size (train-mode BN again)
     logits = [model(x, mode='tensor') for x in inputs]
     labels = torch.tensor([0, 1, 2, 0])
-    for size, z in zip((32, 24, 16), logits):
+    for size, z in zip((32, 24, 18), logits):
         ce = torch.nn.functional.cross_entropy(z, labels)
         assert losses[f'loss_ce@{size}'].item() == pytest.approx(ce.item(),
                                                                  rel=1e-4)
@@ -39,9 +39,9 @@ def test_loss_terms_per_size_and_hand_sum():
 
 def test_unsorted_inputs_are_ordered_largest_first():
     model = build()
-    inputs, data_samples = batch((16, 32, 24))
+    inputs, data_samples = batch((18, 32, 24))
     losses = model.loss(inputs, data_samples)
-    assert 'loss_kd@32' not in losses and 'loss_kd@16' in losses
+    assert 'loss_kd@32' not in losses and 'loss_kd@18' in losses
 
 
 def test_mean_reduction_divides_by_number_of_sizes():
@@ -70,7 +70,7 @@ def test_sampled_sizes_keep_the_largest():
         sizes = {k.split('@')[1] for k in losses if k.startswith('loss_ce')}
         assert '32' in sizes and len(sizes) == 2
         seen |= sizes
-    assert seen == {'32', '24', '16'}
+    assert seen == {'32', '24', '18'}
     with pytest.raises(ValueError, match='num_sampled_sizes.*0..2.*3'):
         build(num_sampled_sizes=3)
 
