@@ -51,7 +51,12 @@ test_dataloader = dict(
 
 val_cfg = dict(type='MultiSizeValLoop', test_sizes=train_sizes)
 test_cfg = dict(type='MultiSizeTestLoop', test_sizes=test_sizes)
-custom_hooks = [dict(type='PerSizeBNHook')]
+# LosslessResumeHook: random generator states in every checkpoint and a checkpoint every 1000
+# iterations inside an epoch, so `--resume` after a kill continues exactly (README, "Resume").
+custom_hooks = [
+    dict(type='PerSizeBNHook'),
+    dict(type='LosslessResumeHook', interval=1000),
+]
 
 # The reference keeps the epoch with the best mean top-1 over the sizes.
 default_hooks = dict(
@@ -71,5 +76,7 @@ optim_wrapper = dict(
 param_scheduler = dict(
     type='CosineAnnealingLR', by_epoch=True, begin=0, end=120, T_max=120,
     convert_to_iter_based=True)
-train_cfg = dict(by_epoch=True, max_epochs=120, val_interval=1)
+train_cfg = dict(
+    _delete_=True,  # mmpretrain's schedule base sets by_epoch, which excludes a type
+    type='ResumableEpochBasedTrainLoop', max_epochs=120, val_interval=1)
 auto_scale_lr = dict(base_batch_size=256)

@@ -47,10 +47,13 @@ optim_wrapper = dict(
 param_scheduler = dict(
     type='CosineAnnealingLR', by_epoch=True, begin=0, end=3, T_max=3,
     convert_to_iter_based=True)
-train_cfg = dict(by_epoch=True, max_epochs=3, val_interval=1)
+train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=3, val_interval=1)
 val_cfg = dict(type='MultiSizeValLoop', test_sizes=train_sizes)
 test_cfg = dict(type='MultiSizeTestLoop', test_sizes={{_base_.test_sizes}})
-custom_hooks = [dict(type='PerSizeBNHook')]
+custom_hooks = [
+    dict(type='PerSizeBNHook'),
+    dict(type='LosslessResumeHook', interval=50),  # 100 iterations per epoch
+]
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=20),
     checkpoint=dict(

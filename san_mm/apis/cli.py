@@ -1,8 +1,10 @@
 """What tools/train.py and tools/test.py do, kept in the package so it is tested."""
 import argparse
+import datetime
 import os
 import os.path as osp
 
+import torch
 from mmengine.config import Config, DictAction
 
 from san_mm.utils import apply_size_overrides
@@ -42,6 +44,7 @@ def load_config(args) -> Config:
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
+    setup_distributed(cfg)
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
@@ -55,6 +58,57 @@ def load_config(args) -> Config:
             # persistent workers without workers raises in the DataLoader
             loader['persistent_workers'] = False
     return cfg
+
+
+def setup_distributed(cfg: Config) -> None:
+    """Prepare a distributed run (``--launcher pytorch|slurm|mpi``).
+
+    The model is wrapped in :class:`~san_mm.engine.SANDistributedDataParallel`
+    (mmengine's DDP wrapper that also supports
+    ``SANClassifier(backward_per_size=True)``) unless the config sets
+    ``model_wrapper_cfg``. Without CUDA, ``--launcher pytorch`` (torchrun)
+    runs on CPU processes: mmengine's launcher calls ``torch.cuda.set_device``
+    and uses NCCL, and its DDP wrapper gets ``device_ids``, all of which fail
+    on CPU; so this initialises the process group itself with ``gloo``
+    (mmengine then skips its own initialisation), switches an ``nccl``
+    backend in ``env_cfg.dist_cfg`` to ``gloo`` and wraps without
+    ``device_ids``.
+
+    Raises:
+        ValueError: without CUDA, for another launcher or for ``sync_bn``
+            (torch's SyncBatchNorm only runs on GPUs).
+    """
+    launcher = cfg.get('launcher', 'none')
+    if launcher == 'none':
+        return
+    wrapper = cfg.get('model_wrapper_cfg') or dict(
+        type='SANDistributedDataParallel', broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False))
+    if torch.cuda.is_available():
+        cfg.model_wrapper_cfg = wrapper
+        return
+    if launcher != 'pytorch':
+        raise ValueError(
+            f'--launcher {launcher} needs CUDA devices; on CPU, start the '
+            'processes with torchrun (--launcher pytorch, tools/dist_train.sh)')
+    if cfg.get('sync_bn'):
+        raise ValueError(
+            f'sync_bn={cfg.sync_bn!r} needs CUDA devices: torch\'s '
+            'SyncBatchNorm only runs on GPUs. Remove sync_bn for a CPU run '
+            '(each process then normalises with its own batch statistics)')
+    # mmengine fills in device_ids=[LOCAL_RANK] unless the key is present.
+    wrapper.setdefault('device_ids', None)
+    cfg.model_wrapper_cfg = wrapper
+    env_cfg = cfg.setdefault('env_cfg', {})
+    dist_cfg = env_cfg.setdefault('dist_cfg', {})
+    if dist_cfg.get('backend', 'nccl') == 'nccl':
+        dist_cfg['backend'] = 'gloo'
+    if not torch.distributed.is_initialized():
+        options = {k: v for k, v in dist_cfg.items() if k != 'backend'}
+        if isinstance(options.get('timeout'), (int, float)):  # as mmengine
+            options['timeout'] = datetime.timedelta(seconds=options['timeout'])
+        torch.distributed.init_process_group(backend=dist_cfg['backend'],
+                                             **options)
 
 
 def train_config(args) -> Config:

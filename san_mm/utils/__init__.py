@@ -1,4 +1,9 @@
 from .config_utils import (apply_size_overrides, iter_transforms,
                            with_transform_arg)
+from .random_states import (get_random_states, get_resumable_random_states,
+                            preserved_random_states, set_random_states)
 
-__all__ = ['apply_size_overrides', 'iter_transforms', 'with_transform_arg']
+__all__ = [
+    'apply_size_overrides', 'iter_transforms', 'with_transform_arg',
+    'get_random_states', 'get_resumable_random_states', 'set_random_states', 'preserved_random_states'
+]

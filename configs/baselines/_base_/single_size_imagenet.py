@@ -9,6 +9,7 @@ data_preprocessor = dict(
     mean=[123.675, 116.28, 103.53],
     std=[58.395, 57.12, 57.375],
     to_rgb=True)
-custom_hooks = []  # a plain model has no private BN to prepare
+# A plain model has no private BN to prepare.
+custom_hooks = [dict(type='LosslessResumeHook', interval=1000)]
 val_cfg = dict(test_sizes=[224])
 test_cfg = dict(test_sizes=[224])

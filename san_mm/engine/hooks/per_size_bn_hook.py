@@ -21,7 +21,10 @@ class PerSizeBNHook(Hook):
     the hook runs ``calibration_images`` training images at that size through
     the backbone in calibration mode (cumulative BN statistics, no gradient),
     once; the statistics are kept in the model (and in any checkpoint saved
-    from it), so later runs reuse them.
+    from it), so later test runs reuse them. Validation during training
+    recalibrates at every validation: the weights have changed since the
+    last one, so stored statistics (also those in a resumed checkpoint) are
+    stale.
 
     Args:
         inference_mode (str, optional): Mode to set on the backbone before
@@ -50,21 +53,27 @@ class PerSizeBNHook(Hook):
         self.calibration_batch_size = calibration_batch_size
         self.recalibrate = recalibrate
         self._calibrated_this_run = set()
+        self._training_run = False
+
+    def before_train(self, runner) -> None:
+        self._training_run = True
 
     def before_val_size(self, runner, size: int) -> None:
-        self.prepare(runner, size)
+        self.prepare(runner, size, stale=self._training_run)
 
     def before_test_size(self, runner, size: int) -> None:
         self.prepare(runner, size)
 
-    def prepare(self, runner, size: int) -> None:
+    def prepare(self, runner, size: int, stale: bool = False) -> None:
+        """Set the mode and calibrate ``size`` if it needs statistics that
+        are missing, or ``stale`` (computed for other weights)."""
         backbone = scale_adaptive_backbone(runner, 'PerSizeBNHook')
         if self.inference_mode is not None:
             backbone.inference_mode = self.inference_mode
         needs_calibration = (
             backbone.inference_mode == 'calibrated'
             and size not in backbone.train_sizes
-            and (size not in backbone.calibrated_sizes or
+            and (size not in backbone.calibrated_sizes or stale or
                  (self.recalibrate and size not in self._calibrated_this_run)))
         if needs_calibration:
             self.calibrate(runner, size)

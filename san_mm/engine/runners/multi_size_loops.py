@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 from san_mm.models.backbones import BaseScaleAdaptiveBackbone
 from san_mm.models.utils import validate_sizes
 from san_mm.registry import LOOPS
-from san_mm.utils import with_transform_arg
+from san_mm.utils import preserved_random_states, with_transform_arg
 from ..utils import unwrap_model
 
 
@@ -51,6 +51,13 @@ class MultiSizeLoopMixin:
         self._dataloaders[self.test_sizes[0]] = self.dataloader
 
     def run(self) -> dict:
+        # Evaluation (calibration crops, dataloader seeds) must not move the
+        # generators training draws from: a run validated every epoch trains
+        # exactly like one that is not, and like one resumed after a kill.
+        with preserved_random_states():
+            return self._run()
+
+    def _run(self) -> dict:
         stage = self.stage
         self.runner.call_hook(f'before_{stage}')
         self.runner.call_hook(f'before_{stage}_epoch')

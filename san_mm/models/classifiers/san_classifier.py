@@ -1,7 +1,12 @@
 """SANClassifier: trains one image at all K sizes at once, with scale distillation."""
-from typing import Dict, List, Optional, Sequence, Union
+import logging
+from collections import OrderedDict
+from typing import (Callable, Dict, Iterator, List, Optional, Sequence, Tuple,
+                    Union)
 
 import torch
+from mmengine.logging import print_log
+from mmengine.optim import OptimWrapper
 from mmpretrain.models import ImageClassifier
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
@@ -46,6 +51,16 @@ class SANClassifier(ImageClassifier):
             gets fewer updates (and distillation sees fewer pairs) in exchange
             for roughly ``(1 + n) / K`` of the compute. None (default) trains
             every size every iteration, as the reference.
+        backward_per_size (bool): Back-propagate each size's loss right
+            after its forward (largest first) instead of one backward of the
+            joint loss. A size's loss depends only on its own forward
+            (teachers' logits are detached), so the gradients are the same
+            (tested), but only one size's activations are alive at a time:
+            peak training memory drops from about the sum of the K sizes'
+            activations to the largest size's (README, "Performance").
+            Works with gradient accumulation, AMP and, through
+            :class:`~san_mm.engine.SANDistributedDataParallel` (the
+            wrapper ``tools/train.py`` uses), DDP. Defaults to False.
         data_preprocessor (dict, optional): Defaults to
             ``SANDataPreprocessor``; must handle lists of sizes.
         train_cfg (dict, optional): Batch augments are refused (see
@@ -64,6 +79,7 @@ class SANClassifier(ImageClassifier):
                                                 mode='dense'),
                  loss_reduction: str = 'sum',
                  num_sampled_sizes: Optional[int] = None,
+                 backward_per_size: bool = False,
                  pretrained: Optional[str] = None,
                  train_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
@@ -99,6 +115,8 @@ class SANClassifier(ImageClassifier):
                                                            dict) else distill
         self.loss_reduction = loss_reduction
         self.num_sampled_sizes = num_sampled_sizes
+        self.backward_per_size = bool(backward_per_size)
+        self._warned_joint_backward = False
 
     def init_weights(self):
         init_weights_plain_last(self, super().init_weights)
@@ -144,28 +162,115 @@ class SANClassifier(ImageClassifier):
             ``loss_kd@<size>`` for every distilled size, and the head's
             accuracy terms per size when it computes them.
         """
+        # With backward_per_size, train_step never builds the joint loss.
+        if self.backward_per_size and not self._warned_joint_backward:
+            self._warned_joint_backward = True
+            print_log('backward_per_size=True has no effect here: the joint '
+                      'loss is built by a caller other than '
+                      'SANClassifier.train_step (e.g. a DDP wrapper other '
+                      'than SANDistributedDataParallel); gradients are the '
+                      'same, memory is not saved', logger='current',
+                      level=logging.WARNING)
+        terms = {}
+        for _, size_terms in self.losses_per_size(inputs, data_samples):
+            terms.update(size_terms)
+        # Cross-entropy terms first, then distillation (log order).
+        return dict(sorted(terms.items(), key=lambda kv: 'loss_kd' in kv[0]))
+
+    def losses_per_size(
+            self, inputs: Union[Tensor, List[Tensor]],
+            data_samples: List[DataSample]
+    ) -> Iterator[Tuple[int, Dict[str, Tensor]]]:
+        """Run the sizes one by one, largest first, yielding each size's
+        loss terms (cross-entropy, head extras, its distillation term)
+        right after its forward. A size's terms depend only on its own
+        forward: larger sizes' logits are kept detached as teachers."""
         if isinstance(inputs, Tensor):
             inputs = [inputs]
         inputs = self.select_sizes(list(inputs))
         sizes = [self.input_size(x) for x in inputs]
         if len(set(sizes)) != len(sizes):
             raise ValueError(f'each size must appear once, got sizes {sizes}')
-        losses, logits = {}, []
+        teachers = []
         for size, x in zip(sizes, inputs):
             cls_score = self.head(self.extract_feat(x))
-            logits.append(cls_score)
+            terms = {}
             for key, value in self.head._get_loss(cls_score,
                                                   data_samples).items():
                 key = 'loss_ce' if key == 'loss' else key
-                losses[f'{key}@{size}'] = value
-        if self.distill is not None:
-            losses.update(self.distill(logits, sizes))
-        if self.loss_reduction == 'mean':
-            losses = {
-                key: value / len(sizes) if 'loss' in key else value
-                for key, value in losses.items()
-            }
-        return losses
+                terms[f'{key}@{size}'] = value
+            if self.distill is not None:
+                kd = self.distill.student_loss(teachers, cls_score)
+                if kd is not None:
+                    terms[f'loss_kd@{size}'] = kd
+            teachers.append(cls_score.detach())
+            if self.loss_reduction == 'mean':
+                terms = {
+                    key: value / len(sizes) if 'loss' in key else value
+                    for key, value in terms.items()
+                }
+            yield size, terms
+
+    def train_step(self, data: Union[dict, tuple, list],
+                   optim_wrapper: OptimWrapper) -> Dict[str, Tensor]:
+        """mmengine's train step; with ``backward_per_size``, one backward
+        per size (see :meth:`update_per_size`)."""
+        if not self.backward_per_size:
+            return super().train_step(data, optim_wrapper)
+        with optim_wrapper.optim_context(self):
+            data = self.data_preprocessor(data, True)
+        return self.update_per_size(data['inputs'], data['data_samples'],
+                                    optim_wrapper)
+
+    def update_per_size(
+            self,
+            inputs: Union[Tensor, List[Tensor]],
+            data_samples: List[DataSample],
+            optim_wrapper: OptimWrapper,
+            model: Optional[torch.nn.Module] = None,
+            reduce_gradients: Optional[Callable[[], None]] = None
+    ) -> Dict[str, Tensor]:
+        """Forward and backward each size in turn, then step the optimiser
+        (when gradient accumulation says so): ``OptimWrapper.update_params``
+        for a loss that is a sum of independent per-size terms.
+
+        Args:
+            inputs, data_samples: Preprocessed batches (one per size) and
+                their annotations.
+            optim_wrapper (OptimWrapper): Scales (accumulation, AMP),
+                back-propagates and steps.
+            model (nn.Module, optional): What ``optim_context`` wraps (the
+                DDP wrapper under DDP); defaults to this model.
+            reduce_gradients (callable, optional): Called before the
+                optimiser step (DDP: averages the gradients over processes).
+
+        Returns:
+            dict[str, Tensor]: Log variables, as ``train_step``'s.
+        """
+        log_vars: Dict[str, Tensor] = OrderedDict(loss=0.0)
+        per_size = self.losses_per_size(inputs, data_samples)
+        while True:
+            with optim_wrapper.optim_context(model or self):
+                step = next(per_size, None)
+            if step is None:
+                break
+            loss, size_vars = self.parse_losses(step[1])
+            optim_wrapper.backward(optim_wrapper.scale_loss(loss))
+            # OptimWrapper counts each backward() as one iteration (for
+            # gradient accumulation and loss scaling); this iteration is
+            # one, however many sizes it back-propagates.
+            optim_wrapper._inner_count -= 1
+            for key, value in size_vars.items():
+                # Detached: a logged tensor must not keep this size's graph
+                # (and activations) alive into the next size's forward.
+                log_vars[key] = log_vars.get(key, 0.0) + value.detach()
+        optim_wrapper._inner_count += 1
+        if optim_wrapper.should_update():
+            if reduce_gradients is not None:
+                reduce_gradients()
+            optim_wrapper.step()
+            optim_wrapper.zero_grad()
+        return log_vars
 
     def predict(self, inputs: Tensor,
                 data_samples: Optional[List[DataSample]] = None, **kwargs):

@@ -1,5 +1,5 @@
 """Scale distillation: smaller input sizes learn from the predictions at larger sizes."""
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -86,8 +86,30 @@ class ScaleDistillLoss(nn.Module):
             raise ValueError(f'got {len(logits)} logits for sizes {list(sizes)}')
         terms = {}
         for j in range(1, len(logits)):
-            teachers = self.teachers(j)
-            if teachers:
-                terms[f'loss_kd@{sizes[j]}'] = self.loss_weight * torch.stack(
-                    [self.kl(logits[k], logits[j]) for k in teachers]).sum()
+            term = self.student_loss(logits[:j], logits[j])
+            if term is not None:
+                terms[f'loss_kd@{sizes[j]}'] = term
         return terms
+
+    def student_loss(self, larger: Sequence[Tensor],
+                     student: Tensor) -> Optional[Tensor]:
+        """The distillation term of one student size.
+
+        It depends on the student's logits only (teachers are detached), so
+        each size's loss can be back-propagated on its own (see
+        ``SANClassifier(backward_per_size=True)``).
+
+        Args:
+            larger (Sequence[Tensor]): Logits of every larger size, largest
+                first (may be detached already).
+            student (Tensor): ``(N, num_classes)`` logits of the student.
+
+        Returns:
+            Tensor | None: The weighted term, or None if the student has no
+            teacher (the largest size, or ``mode='none'``).
+        """
+        teachers = self.teachers(len(larger))
+        if not teachers:
+            return None
+        return self.loss_weight * torch.stack(
+            [self.kl(larger[k], student) for k in teachers]).sum()

@@ -94,3 +94,87 @@ def test_refuses_plain_backbone_and_stock_preprocessor():
         build(data_preprocessor=dict(type='ClsDataPreprocessor'))
     with pytest.raises(ValueError, match="'max'"):
         build(loss_reduction='max')
+
+
+def assert_close_relative(actual, expected, name, tolerance=1e-5):
+    """Equal up to float32 summation order: relative to the tensor's norm."""
+    error = (actual - expected).norm() / expected.norm().clamp_min(1e-12)
+    assert error < tolerance, f'{name}: relative error {error:.2e}'
+
+
+def joint_gradients(model, inputs, data_samples):
+    losses = model.loss(inputs, data_samples)
+    loss, _ = model.parse_losses(losses)
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    return grads, losses
+
+
+@pytest.mark.parametrize('options', [
+    dict(),
+    dict(loss_reduction='mean'),
+    dict(distill=dict(type='ScaleDistillLoss', mode='largest',
+                      temperature=2.0)),
+])
+def test_per_size_backward_gives_the_joint_gradients(options):
+    from mmengine.optim import OptimWrapper
+    import copy
+    joint = build(**options)
+    per_size = copy.deepcopy(joint)
+    per_size.backward_per_size = True
+    inputs, data_samples = batch()
+    expected, losses = joint_gradients(joint, inputs, data_samples)
+    # accumulative_counts=3: after one iteration no step is taken (if the
+    # three backward passes counted as three iterations, it would step and
+    # zero the gradients), so the accumulated gradients can be compared.
+    wrapper = OptimWrapper(torch.optim.SGD(per_size.parameters(), lr=0.1),
+                           accumulative_counts=3)
+    wrapper.initialize_count_status(per_size, 0, 6)
+    log_vars = per_size.update_per_size(inputs, data_samples, wrapper)
+    assert wrapper._inner_count == 1
+    for name, param in per_size.named_parameters():
+        # scale_loss divides by the accumulation count
+        assert_close_relative(param.grad * 3, expected[name], name)
+    assert set(log_vars) == {'loss'} | set(losses)
+    assert log_vars['loss'].item() == pytest.approx(
+        sum(v.item() for v in losses.values()), rel=1e-5)
+    assert not any(v.requires_grad for v in log_vars.values())
+
+
+def test_per_size_train_step_equals_joint_train_step():
+    from mmengine.optim import OptimWrapper
+    import copy
+    joint = build()
+    per_size = copy.deepcopy(joint)
+    per_size.backward_per_size = True
+    torch.manual_seed(1)
+    # pseudo_collate layout: one list of per-image tensors per size
+    data = dict(inputs=[[torch.randint(0, 255, (3, s, s), dtype=torch.uint8)
+                         for _ in range(4)] for s in (32, 24, 18)],
+                data_samples=[DataSample().set_gt_label(i % 3)
+                              for i in range(4)])
+    for model in (joint, per_size):
+        wrapper = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1,
+                                               momentum=0.9))
+        for _ in range(2):
+            model.train_step(copy.deepcopy(data), wrapper)
+    for (name, a), b in zip(joint.state_dict().items(),
+                            per_size.state_dict().values()):
+        if a.is_floating_point():  # two momentum steps amplify rounding
+            assert_close_relative(b, a, name, tolerance=1e-4)
+        else:
+            assert torch.equal(a, b), name
+
+
+def test_joint_loss_with_per_size_backward_warns_once(monkeypatch):
+    from san_mm.models.classifiers import san_classifier
+    messages = []
+    monkeypatch.setattr(san_classifier, 'print_log',
+                        lambda msg, **kwargs: messages.append(msg))
+    model = build(backward_per_size=True)
+    inputs, data_samples = batch()
+    model.loss(inputs, data_samples)
+    model.loss(inputs, data_samples)
+    assert len(messages) == 1
+    assert 'backward_per_size=True has no effect' in messages[0]

@@ -1,0 +1,63 @@
+"""DDP wrapper that keeps SANClassifier's per-size backward under torch.distributed."""
+from typing import Dict, Union
+
+import torch
+import torch.distributed as dist
+from mmengine.model import MMDistributedDataParallel
+from mmengine.optim import OptimWrapper
+# mmengine's root registry: Runner.wrap_model looks the type up there, without
+# searching the scope's child registries.
+from mmengine.registry import MODEL_WRAPPERS
+from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+BUCKET_BYTES = 25 * 2**20  # DDP's default bucket size
+
+
+@MODEL_WRAPPERS.register_module()
+class SANDistributedDataParallel(MMDistributedDataParallel):
+    """``MMDistributedDataParallel`` that lets a ``SANClassifier`` with
+    ``backward_per_size=True`` back-propagate one size at a time.
+
+    DDP reduces gradients from hooks prepared by its own forward, once per
+    backward, and expects every parameter to get a gradient in that
+    backward; with one backward per size, private BN sets only get
+    gradients from their own size. So the per-size step runs under
+    ``no_sync()`` and the gradients are averaged over the processes once,
+    in buckets, right before the optimiser step (also once per gradient
+    accumulation cycle). Without ``backward_per_size`` it is
+    ``MMDistributedDataParallel``. ``tools/train.py`` uses it for
+    distributed runs unless the config sets ``model_wrapper_cfg``.
+    """
+
+    def train_step(self, data: Union[dict, tuple, list],
+                   optim_wrapper: OptimWrapper) -> Dict[str, torch.Tensor]:
+        if not getattr(self.module, 'backward_per_size', False):
+            return super().train_step(data, optim_wrapper)
+        with optim_wrapper.optim_context(self):
+            data = self.module.data_preprocessor(data, training=True)
+        with self.no_sync():
+            return self.module.update_per_size(
+                data['inputs'], data['data_samples'], optim_wrapper,
+                model=self, reduce_gradients=self.average_gradients)
+
+    def average_gradients(self) -> None:
+        """All-reduce (mean) every trainable parameter's gradient; a missing
+        gradient counts as zero, so all processes reduce the same tensors."""
+        params = [p for p in self.module.parameters() if p.requires_grad]
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        world_size = dist.get_world_size()
+        bucket, size = [], 0
+        for p in params + [None]:
+            if p is not None:
+                bucket.append(p.grad)
+                size += p.grad.numel() * p.grad.element_size()
+            if bucket and (p is None or size >= BUCKET_BYTES):
+                flat = _flatten_dense_tensors(bucket)
+                dist.all_reduce(flat)
+                flat.div_(world_size)
+                for grad, reduced in zip(
+                        bucket, _unflatten_dense_tensors(flat, bucket)):
+                    grad.copy_(reduced)
+                bucket, size = [], 0

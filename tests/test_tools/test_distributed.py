@@ -1,0 +1,89 @@
+"""tools/dist_train.sh on 2 CPU processes (torchrun, gloo) and the CPU distributed set-up."""
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from san_mm.apis.cli import setup_distributed
+from tests.conftest import REPO
+from tests.test_tools.test_train_test_resume import data_root_options
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def dist_train(config, work_dir, *options):
+    env = dict(os.environ, PYTHON=sys.executable, PORT=str(free_port()))
+    out = subprocess.run(
+        ['bash', os.path.join(REPO, 'tools', 'dist_train.sh'), config,
+         '2', '--work-dir', str(work_dir), '--cfg-options', *options],
+        capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+    log = out.stdout + out.stderr
+    assert out.returncode == 0, log[-4000:]
+    return log
+
+
+@pytest.mark.skipif(torch.cuda.is_available(),
+                    reason='checks the CPU (gloo) path of the launcher')
+def test_dist_train_sh_on_two_cpu_processes(tiny_config, image_folder,
+                                             tmp_path):
+    # 16 images, batch 4 per process, 2 processes: 2 iterations, 1 epoch
+    # (more would amplify rounding chaotically in this 4-channel network,
+    # whose last BN normalises 4 values per channel, and hide what the
+    # per-size comparison below checks).
+    options = ['train_cfg.max_epochs=1', 'train_dataloader.dataset.indices=16',
+               *data_root_options(image_folder)]
+    log = dist_train(tiny_config, tmp_path / 'joint', *options)
+    assert 'Distributed training: True' in log
+    assert 'Epoch(train) [1][2/2]' in log
+    assert 'accuracy/top1@mean' in log
+    checkpoint = torch.load(tmp_path / 'joint' / 'epoch_1.pth',
+                            weights_only=True)
+    assert checkpoint['meta']['iter'] == 2
+    # Every rank's random generators are saved (for an exact resume).
+    states = checkpoint['random_states']
+    assert len(states) == 2
+    assert all(set(s) >= {'python', 'numpy', 'torch'} for s in states)
+
+    # One backward per size under DDP (SANDistributedDataParallel averages
+    # the gradients itself): the same training, up to rounding.
+    dist_train(tiny_config, tmp_path / 'per_size',
+               'model.backward_per_size=True', *options)
+    per_size = torch.load(tmp_path / 'per_size' / 'epoch_1.pth',
+                          weights_only=True)['state_dict']
+    for name, expected in checkpoint['state_dict'].items():
+        if expected.is_floating_point():
+            error = (per_size[name] - expected).norm() / expected.norm().clamp_min(1e-12)
+            assert error < 1e-3, f'{name}: relative error {error:.2e}'
+
+
+def test_cpu_distributed_refuses_sync_bn_and_other_launchers(monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    cfg = Config(dict(launcher='pytorch', sync_bn='torch'))
+    with pytest.raises(ValueError, match="sync_bn='torch' needs CUDA"):
+        setup_distributed(cfg)
+    with pytest.raises(ValueError, match='--launcher slurm needs CUDA'):
+        setup_distributed(Config(dict(launcher='slurm')))
+    untouched = Config(dict(launcher='none'))
+    setup_distributed(untouched)
+    assert 'model_wrapper_cfg' not in untouched
+
+
+def test_distributed_runs_wrap_in_san_ddp_unless_configured(monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    cfg = Config(dict(launcher='slurm'))
+    setup_distributed(cfg)
+    assert cfg.model_wrapper_cfg == dict(type='SANDistributedDataParallel',
+                                         broadcast_buffers=False,
+                                         find_unused_parameters=False)
+    own = dict(type='MMFullyShardedDataParallel')
+    cfg = Config(dict(launcher='pytorch', model_wrapper_cfg=own))
+    setup_distributed(cfg)
+    assert cfg.model_wrapper_cfg == own
