@@ -7,11 +7,13 @@
 Each comparison alternates the SAN model and the plain model, repeats, and prints min / median / max
 times and the ratio of medians (SAN / plain):
   inference   eval forward at size r with cached kernels vs mmpretrain's ResNet / MobileNetV2
-              (same shapes); also SAN regenerating every kernel on every forward (the reference's
-              behaviour) vs cached
-  train       one SAN step over K sizes (forward, joint backward, SGD) vs the sum of K plain steps
-              (one per size), same batch; peak memory (CUDA: peak allocated; CPU: activations
-              saved for backward) of the SAN step vs the largest plain step
+              with the same weights (SAN initialised from the plain model: equal logits, checked);
+              also SAN regenerating every kernel on every forward (the reference's behaviour) vs
+              cached
+  train       one SAN step over K sizes (forward, backward, SGD) vs the sum of K plain steps (one
+              per size), same batch, with the joint backward and with SANClassifier's per-size
+              backward; peak memory (CUDA: peak allocated; CPU: peak of the activations held for
+              backward) of each SAN step vs the largest plain step
   pipeline    images/s of LoadImageFromFile + ResolutionSample (one crop -> K sizes) vs
               mmpretrain's single-size LoadImageFromFile + RandomResizedCrop + RandomFlip, same JPEGs
 """
@@ -97,15 +99,28 @@ def _fmt(s):
 
 
 def bench_inference(args):
+    from san_mm.models.utils.plain_init import load_plain_into_san
     rows = []
     for arch in args.archs:
         san, torch = build(arch, True, args.device)
         plain, _ = build(arch, False, args.device)
+        # The same weights (B = the plain kernel, A = 0, the plain BN in every
+        # set): both compute the same activations, so the ratio is the cost
+        # of being adaptive alone. Two random inits would differ in
+        # activation magnitudes (and in how often the CPU falls into slow
+        # denormal arithmetic), which is not what is measured here.
+        load_plain_into_san(san, plain.state_dict())
         san.eval()
         plain.eval()
         for size in args.sizes:
             for batch in args.batches:
                 x = torch.rand(batch, 3, size, size, device=args.device)
+                with torch.no_grad():
+                    gap = (san(x, mode='tensor') -
+                           plain(x, mode='tensor')).abs().max().item()
+                if gap > 1e-3:
+                    raise AssertionError(f'SAN with the plain weights differs '
+                                         f'from the plain model by {gap}')
 
                 def run_san():
                     with torch.no_grad():
@@ -130,14 +145,21 @@ def bench_inference(args):
     return rows
 
 
-def _train_step_fn(model, torch, sizes, batch, device):
+def _train_step_fn(model, torch, sizes, batch, device, per_size=False):
+    """One SGD step at ``sizes``: the joint loss and one backward, or (SAN,
+    ``per_size``) SANClassifier.update_per_size (one backward per size)."""
+    from mmengine.optim import OptimWrapper
     from mmpretrain.structures import DataSample
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    wrapper = OptimWrapper(optimizer)
     inputs = [torch.rand(batch, 3, s, s, device=device) for s in sizes]
     samples = [DataSample().set_gt_label(i % 1000) for i in range(batch)]
     samples = [s.to(device) for s in samples]
 
     def step():
+        if per_size:
+            model.update_per_size(inputs, samples, wrapper)
+            return
         losses = model.loss(inputs if len(inputs) > 1 else inputs[0], samples)
         loss = sum(v for k, v in losses.items() if 'loss' in k)
         optimizer.zero_grad()
@@ -153,8 +175,6 @@ def bench_train(args):
         plain, _ = build(arch, False, args.device)
         san.train()
         plain.train()
-        san_step = _train_step_fn(san, torch, TRAIN_SIZES, args.train_batch,
-                                  args.device)
         plain_steps = [_train_step_fn(plain, torch, [s], args.train_batch,
                                       args.device) for s in TRAIN_SIZES]
 
@@ -162,40 +182,89 @@ def bench_train(args):
             for step in plain_steps:
                 step()
 
-        row = compare(f'train step {arch} K=5 b={args.train_batch}',
-                      san_step, plain_sum, args.device,
-                      max(2, args.repeats // 2), warmup=1)
-        row['memory'] = train_memory(arch, args)
-        print(f'  peak memory SAN {row["memory"]["san"] / 2**20:.0f} MiB, '
-              f'largest plain step {row["memory"]["plain"] / 2**20:.0f} MiB, '
-              f'ratio {row["memory"]["ratio"]:.3f}', flush=True)
-        rows.append(row)
+        memory = train_memory(arch, args)
+        for per_size in (False, True):
+            san_step = _train_step_fn(san, torch, TRAIN_SIZES,
+                                      args.train_batch, args.device, per_size)
+            mode = 'per-size backward' if per_size else 'joint backward'
+            row = compare(f'train step {arch} K=5 b={args.train_batch} {mode}',
+                          san_step, plain_sum, args.device,
+                          max(2, args.repeats // 2), warmup=1)
+            label = 'san_per_size' if per_size else 'san'
+            row['memory'] = dict(san=memory[label], plain=memory['plain'],
+                                 ratio=memory[label] / memory['plain'],
+                                 per_step=memory)
+            print(f'  peak memory SAN ({mode}) {memory[label] / 2**20:.0f} MiB, '
+                  f'largest plain step {memory["plain"] / 2**20:.0f} MiB, '
+                  f'ratio {row["memory"]["ratio"]:.3f}', flush=True)
+            rows.append(row)
     return rows
 
 
 def train_memory(arch, args):
     """Peak memory of one training step, each in a fresh process: on CUDA
-    the peak allocated bytes; on CPU (no allocator statistics) the bytes of
-    activations saved for backward, the part of a step's memory that grows
-    with the number of sizes."""
+    the peak allocated bytes; on CPU (no allocator statistics) the peak
+    bytes of activations held for backward at any moment, the part of a
+    step's memory that grows with the number of sizes."""
     peaks = {}
-    for label, san, sizes in [('san', True, TRAIN_SIZES)] + [
-            (f'plain@{s}', False, [s]) for s in TRAIN_SIZES]:
+    for label, san, sizes, per_size in [
+            ('san', True, TRAIN_SIZES, False),
+            ('san_per_size', True, TRAIN_SIZES, True)] + [
+            (f'plain@{s}', False, [s], False) for s in TRAIN_SIZES]:
         out = subprocess.run(
             [sys.executable, __file__, '--memory-probe', arch, str(int(san)),
-             ','.join(map(str, sizes)), str(args.train_batch), args.device],
+             ','.join(map(str, sizes)), str(args.train_batch), args.device,
+             str(int(per_size))],
             capture_output=True, text=True, check=True)
         peaks[label] = json.loads(out.stdout.strip().splitlines()[-1])['peak']
-    plain = max(v for k, v in peaks.items() if k.startswith('plain'))
-    return dict(san=peaks['san'], plain=plain, ratio=peaks['san'] / plain,
-                per_step=peaks)
+    peaks['plain'] = max(v for k, v in peaks.items() if k.startswith('plain@'))
+    return peaks
 
 
-def memory_probe(arch, san, sizes, batch, device):
+class _SavedActivations:
+    """Live bytes of the tensors autograd holds for backward, and their peak
+    (saved-tensor hooks: a tensor is alive from its forward until its graph
+    is freed by backward)."""
+
+    def __init__(self):
+        self.refs, self.live, self.peak = {}, 0, 0
+
+    def pack(self, tensor):
+        return _Held(self, tensor)
+
+    def add(self, storage):
+        key = storage.data_ptr()
+        count, nbytes = self.refs.get(key, (0, storage.nbytes()))
+        if count == 0:
+            self.live += nbytes
+            self.peak = max(self.peak, self.live)
+        self.refs[key] = (count + 1, nbytes)
+
+    def remove(self, key):
+        count, nbytes = self.refs[key]
+        if count == 1:
+            del self.refs[key]
+            self.live -= nbytes
+        else:
+            self.refs[key] = (count - 1, nbytes)
+
+
+class _Held:
+    def __init__(self, tracker, tensor):
+        self.tracker, self.tensor = tracker, tensor
+        storage = tensor.untyped_storage()
+        self.key = storage.data_ptr()
+        tracker.add(storage)
+
+    def __del__(self):
+        self.tracker.remove(self.key)
+
+
+def memory_probe(arch, san, sizes, batch, device, per_size='0'):
     model, torch = build(arch, bool(int(san)), device)
     model.train()
     step = _train_step_fn(model, torch, [int(s) for s in sizes.split(',')],
-                          int(batch), device)
+                          int(batch), device, per_size=bool(int(per_size)))
     step()  # warm up (optimizer state, caches)
     if device.startswith('cuda'):
         torch.cuda.reset_peak_memory_stats()
@@ -203,16 +272,11 @@ def memory_probe(arch, san, sizes, batch, device):
         step()
         peak = torch.cuda.max_memory_allocated() - base
     else:
-        saved = {}
-
-        def pack(tensor):
-            storage = tensor.untyped_storage()
-            saved[storage.data_ptr()] = storage.nbytes()
-            return tensor
-
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        tracker = _SavedActivations()
+        with torch.autograd.graph.saved_tensors_hooks(tracker.pack,
+                                                      lambda held: held.tensor):
             step()
-        peak = sum(saved.values())
+        peak = tracker.peak
     print(json.dumps(dict(peak=peak)))
 
 

@@ -204,10 +204,13 @@ class BaseScaleAdaptiveBackbone(BaseBackbone):
         """The :class:`ScaleState` a forward at ``size`` would use now."""
         if size == self._calibrating_size:
             return self.scale_policy.calibration_state(size)
+        # Walking every private BN for its calibrated sizes is only needed
+        # for unseen sizes in calibrated mode.
+        needs_calibrated = (self.inference_mode == 'calibrated'
+                            and size not in self.train_sizes)
         return self.scale_policy.resolve(
             size, training=self.training,
-            calibrated_sizes=self.calibrated_sizes
-            if self.inference_mode == 'calibrated' else ())
+            calibrated_sizes=self.calibrated_sizes if needs_calibrated else ())
 
     def activate_scale(self, x: Tensor) -> ScaleState:
         """Set the shared scale state for input ``x`` (N, C, H, W)."""

@@ -166,8 +166,12 @@ class MetaConv2d(nn.Conv2d):
         return kernel
 
     def _parameter_stamp(self):
-        return tuple((p._version, p.data_ptr(), p.device, p.dtype)
-                     for p in (self.weight, self.weight_residual))
+        # Runs on every cached forward, so only the cheap checks: in-place
+        # updates bump _version, `.data =` swaps the storage; device and
+        # dtype changes go through _apply, which clears the cache.
+        weight, residual = self.weight, self.weight_residual
+        return (weight._version, residual._version, weight.data_ptr(),
+                residual.data_ptr())
 
     def clear_kernel_cache(self) -> None:
         self._kernel_cache.clear()

@@ -56,6 +56,10 @@ class PrivateBatchNorm2d(nn.Module):
             build_norm_layer(norm_cfg, num_features)[1]
             for _ in range(num_sets))
         self.calibrated = nn.ModuleDict()
+        # The sets' keys in `sets._modules`: indexing through them skips
+        # ModuleList's index normalisation on every forward, and still finds
+        # a set replaced in place (e.g. by SyncBatchNorm conversion).
+        self._set_keys = tuple(str(i) for i in range(num_sets))
 
     @property
     def num_sets(self) -> int:
@@ -69,7 +73,7 @@ class PrivateBatchNorm2d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         selection = self.scale_context.require_state(type(self).__name__).bn
         if selection.kind == 'set':
-            return self.sets[selection.index](x)
+            return self.sets._modules[self._set_keys[selection.index]](x)
         if selection.kind == 'interpolate':
             return self._interpolated_forward(x, selection.index,
                                               selection.upper_index,

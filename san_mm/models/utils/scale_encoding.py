@@ -88,7 +88,8 @@ class ScaleEncoder:
 
     def encode(self, size: int) -> float:
         """Scale encoding of a resolution: ``max_encoding * size / reference_size``."""
-        validate_sizes([size], 'size')
+        if type(size) is not int or size <= 0:  # every forward: check cheaply
+            validate_sizes([size], 'size')
         return self.max_encoding * size / self.reference_size
 
     def index(self, size: int) -> int:
