@@ -57,6 +57,12 @@ class ResolutionSample(RandomResizedCrop):
                          max_attempts, interpolation, backend)
         self.flip_prob = flip_prob
 
+    def set_sizes(self, sizes: Sequence[int]) -> None:
+        """Produce ``sizes`` from now on (e.g. one size per BN calibration,
+        without rebuilding the dataset)."""
+        self.sizes = validate_sizes(sizes, 'sizes')
+        self.scale = (self.sizes[0], self.sizes[0])
+
     @cache_randomness
     def rand_flips(self) -> list:
         return [bool(np.random.rand() < self.flip_prob) for _ in self.sizes]

@@ -1,9 +1,10 @@
 """Per-size BN hook: prepares the private BNs before each evaluated size."""
-from typing import Optional
+from typing import List, Optional
 
 import torch
 from mmengine.hooks import Hook
 
+from san_mm.datasets.transforms import ResolutionSample
 from san_mm.models.utils import check_inference_mode
 from san_mm.registry import HOOKS
 from san_mm.utils import with_transform_arg
@@ -54,6 +55,7 @@ class PerSizeBNHook(Hook):
         self.recalibrate = recalibrate
         self._calibrated_this_run = set()
         self._training_run = False
+        self._calibration_loader = None
 
     def before_train(self, runner) -> None:
         self._training_run = True
@@ -83,15 +85,31 @@ class PerSizeBNHook(Hook):
                                f'{backbone.resolve_scale(size).describe()}')
 
     def calibration_dataloader(self, runner, size: int):
-        cfg = runner.cfg.get('train_dataloader')
-        if not cfg:
-            raise ValueError('BN calibration needs `train_dataloader` in the '
-                             'config (training images at the test size)')
-        cfg = with_transform_arg(cfg, 'ResolutionSample', 'sizes', [size],
-                                 'BN calibration')
-        if self.calibration_batch_size is not None:
-            cfg['batch_size'] = self.calibration_batch_size
-        return runner.build_dataloader(cfg, seed=runner.seed)
+        """The training dataloader with ``ResolutionSample`` producing only
+        ``size``. Built once per run (building the training dataset can take
+        seconds, e.g. parsing Fashion-MNIST's files) and retargeted for each
+        size; the sampler's fixed seed gives every size the same images."""
+        loader = self._calibration_loader
+        transforms = _resolution_samples(loader.dataset) if loader else []
+        if not transforms:
+            cfg = runner.cfg.get('train_dataloader')
+            if not cfg:
+                raise ValueError('BN calibration needs `train_dataloader` in '
+                                 'the config (training images at the test '
+                                 'size)')
+            cfg = with_transform_arg(cfg, 'ResolutionSample', 'sizes', [size],
+                                     'BN calibration')
+            if self.calibration_batch_size is not None:
+                cfg['batch_size'] = self.calibration_batch_size
+            # Fresh workers per pass, so they see the retargeted transform.
+            cfg['persistent_workers'] = False
+            loader = runner.build_dataloader(cfg, seed=runner.seed)
+            transforms = _resolution_samples(loader.dataset)
+            # Reused only where the transform can be found in the dataset.
+            self._calibration_loader = loader if transforms else None
+        for transform in transforms:
+            transform.set_sizes([size])
+        return loader
 
     @torch.no_grad()
     def calibrate(self, runner, size: int) -> None:
@@ -115,3 +133,18 @@ class PerSizeBNHook(Hook):
         model.train(was_training)
         runner.logger.info(f'calibrated BN statistics for size {size} on '
                            f'{seen} training images')
+
+
+def _resolution_samples(dataset) -> List[ResolutionSample]:
+    """The ``ResolutionSample`` transforms of ``dataset``'s pipeline(s),
+    through mmengine's dataset wrappers (Concat, Repeat, ClassBalanced)."""
+    found = []
+    for transform in getattr(getattr(dataset, 'pipeline', None), 'transforms',
+                             ()):
+        if isinstance(transform, ResolutionSample):
+            found.append(transform)
+    for inner in getattr(dataset, 'datasets', ()) or ():
+        found += _resolution_samples(inner)
+    if getattr(dataset, 'dataset', None) is not None:
+        found += _resolution_samples(dataset.dataset)
+    return found
