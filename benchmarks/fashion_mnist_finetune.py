@@ -31,27 +31,14 @@ sys.path.insert(0, REPO)
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
 from fashion_mnist_reproduction import (ALL_SIZES, TRAIN_SIZES,  # noqa: E402
-                                        build_cfg)
+                                        add_protocol_args, build_cfg,
+                                        test_checkpoint)
 
 RUNS = {
     'plain@28': 'resnet18_fmnist_single_size.py',
     'finetuned': 'san_resnet18_fmnist_from_single_size.py',
     'scratch': 'san_resnet18_fmnist.py',
 }
-
-
-def test_checkpoint(cfg, checkpoint, mode, work_dir, name):
-    """Test ``checkpoint`` at every size in ``mode``; {size: top-1}."""
-    from mmengine.runner import Runner
-    test_cfg = copy.deepcopy(cfg)
-    test_cfg.load_from = checkpoint
-    test_cfg.test_cfg.test_sizes = ALL_SIZES
-    test_cfg.custom_hooks = [dict(type='PerSizeBNHook', inference_mode=mode,
-                                  calibration_images=512)]
-    test_cfg.work_dir = osp.join(work_dir, f'test_{mode}')
-    test_cfg.experiment_name = f'{name}_{mode}_{time.time_ns()}'
-    metrics = Runner.from_cfg(test_cfg).test()
-    return {s: float(metrics[f'accuracy/top1@{s}']) for s in ALL_SIZES}
 
 
 def run(name, args, seed, plain_checkpoint=None):
@@ -128,13 +115,8 @@ def table(runs, seeds, args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
-    parser.add_argument('--train-images', type=int, default=12800)
-    parser.add_argument('--test-images', type=int, default=5000)
-    parser.add_argument('--epochs', type=int, default=5)
+    add_protocol_args(parser, 'fmnist_finetune')
     parser.add_argument('--finetune-epochs', type=int, default=2)
-    parser.add_argument('--work-dir', default=osp.join(
-        REPO, 'work_dirs', 'fmnist_finetune'))
     args = parser.parse_args()
 
     import san_mm  # noqa: F401

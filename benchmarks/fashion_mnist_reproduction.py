@@ -75,6 +75,21 @@ def build_cfg(config, options, args, seed, work_dir):
     return cfg
 
 
+def test_checkpoint(cfg, checkpoint, mode, work_dir, name):
+    """Top-1 of ``checkpoint`` at every size of ALL_SIZES in ``mode``
+    (calibrated: on 512 training images); {size: top-1}."""
+    from mmengine.runner import Runner
+    test_cfg = copy.deepcopy(cfg)
+    test_cfg.load_from = checkpoint
+    test_cfg.test_cfg.test_sizes = ALL_SIZES
+    test_cfg.custom_hooks = [dict(type='PerSizeBNHook', inference_mode=mode,
+                                  calibration_images=512)]
+    test_cfg.work_dir = osp.join(work_dir, f'test_{mode}')
+    test_cfg.experiment_name = f'{name}_{mode}_{time.time_ns()}'
+    metrics = Runner.from_cfg(test_cfg).test()
+    return {s: float(metrics[f'accuracy/top1@{s}']) for s in ALL_SIZES}
+
+
 def run_method(name, args, seed):
     from mmengine.runner import Runner
     config, options = METHODS[name]
@@ -85,18 +100,9 @@ def run_method(name, args, seed):
     train_minutes = (time.time() - start) / 60
     checkpoint = osp.join(work_dir, f'epoch_{args.epochs}.pth')
     modes = ('proxy', ) if name.startswith('baseline') else MODES
-    results = {}
-    for mode in modes:
-        test_cfg = copy.deepcopy(cfg)
-        test_cfg.load_from = checkpoint
-        test_cfg.test_cfg.test_sizes = ALL_SIZES
-        test_cfg.custom_hooks = [dict(type='PerSizeBNHook', inference_mode=mode,
-                                      calibration_images=512)]
-        test_cfg.work_dir = osp.join(work_dir, f'test_{mode}')
-        test_cfg.experiment_name = f'{name}_{mode}_{time.time_ns()}'
-        metrics = Runner.from_cfg(test_cfg).test()
-        results[mode] = {s: float(metrics[f'accuracy/top1@{s}'])
-                         for s in ALL_SIZES}
+    results = {mode: test_checkpoint(cfg, checkpoint, mode, work_dir,
+                                     name.replace('@', '_'))
+               for mode in modes}
     return dict(results=results, train_minutes=train_minutes)
 
 
@@ -145,16 +151,21 @@ def tables(rows, runs, seeds):
     return '\n'.join(out)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_protocol_args(parser, work_dir, train_images=12800):
+    """Arguments shared by the Fashion-MNIST benchmarks."""
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
-    parser.add_argument('--train-images', type=int, default=14080)
+    parser.add_argument('--train-images', type=int, default=train_images)
     parser.add_argument('--test-images', type=int, default=5000)
     parser.add_argument('--epochs', type=int, default=5)
+    parser.add_argument('--work-dir', default=osp.join(REPO, 'work_dirs',
+                                                       work_dir))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_protocol_args(parser, 'fmnist_reproduction', train_images=14080)
     parser.add_argument('--methods', nargs='+', default=list(METHODS),
                         choices=list(METHODS))
-    parser.add_argument('--work-dir', default=osp.join(
-        REPO, 'work_dirs', 'fmnist_reproduction'))
     args = parser.parse_args()
     for name in list(METHODS):
         if name not in args.methods:
