@@ -14,7 +14,9 @@ Every model is tested at all 11 sizes (proxy, and calibrated on 512 training ima
 models); the fine-tuned model is also tested before fine-tuning (right after initialisation:
 plain@28's accuracy must be reproduced at 28). Training time is wall-clock on this machine; the
 fine-tuned route's total is plain@28 + fine-tuning. Writes results.json and results.md into the
-work directory and prints the table.
+work directory and prints the table. Wall-clock minutes of the accuracy runs include whatever else
+the machine did meanwhile; `--timing-only` measures the median seconds per training iteration of
+each route alone (run it on an idle machine) and writes timing.md / timing.json.
 """
 import argparse
 import copy
@@ -72,6 +74,61 @@ def run(name, args, seed, plain_checkpoint=None):
                 checkpoint=checkpoint)
 
 
+def seconds_per_iteration(name, args, iterations=20, warmup=3):
+    """Median wall-clock seconds of one training iteration (data loading
+    included) of a route's config, alone on the machine: the training-time
+    comparison, free of whatever else ran during the accuracy runs."""
+    from mmengine.hooks import Hook
+    from mmengine.runner import Runner
+
+    class IterationTimer(Hook):
+        priority = 'LOWEST'
+
+        def __init__(self):
+            self.stamps = []
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None,
+                             outputs=None):
+            self.stamps.append(time.perf_counter())
+
+    timing_args = copy.copy(args)
+    timing_args.epochs = 1
+    timing_args.train_images = 128 * (iterations + warmup + 1)
+    work_dir = osp.join(args.work_dir, 'timing', name.replace('@', '_'))
+    cfg = build_cfg(RUNS[name], {}, timing_args, 0, work_dir)
+    cfg.model.pop('init_cfg', None)  # the weights do not change the time
+    runner = Runner.from_cfg(cfg)
+    timer = IterationTimer()
+    runner.register_hook(timer)
+    runner.train()
+    gaps = np.diff(timer.stamps)[warmup:]
+    return float(np.median(gaps))
+
+
+def timing_table(args):
+    per_iter = {name: seconds_per_iteration(name, args) for name in RUNS}
+    iters_per_epoch = args.train_images // 128
+    minutes = {
+        'plain@28': per_iter['plain@28'] * iters_per_epoch * args.epochs / 60,
+        'finetuned': per_iter['finetuned'] * iters_per_epoch *
+        args.finetune_epochs / 60,
+        'scratch': per_iter['scratch'] * iters_per_epoch * args.epochs / 60,
+    }
+    total = minutes['plain@28'] + minutes['finetuned']
+    return '\n'.join([
+        '### Training time on a quiet machine (median s/iteration x iterations)',
+        '', '| route | s/iteration | iterations | minutes |', '|---|---|---|---|',
+        f'| plain@28 | {per_iter["plain@28"]:.3f} | '
+        f'{iters_per_epoch * args.epochs} | {minutes["plain@28"]:.2f} |',
+        f'| + SAN fine-tuning | {per_iter["finetuned"]:.3f} | '
+        f'{iters_per_epoch * args.finetune_epochs} | {minutes["finetuned"]:.2f} |',
+        f'| = fine-tuned route | | | {total:.2f} ({total / minutes["scratch"]:.2f}x '
+        'scratch) |',
+        f'| SAN from scratch | {per_iter["scratch"]:.3f} | '
+        f'{iters_per_epoch * args.epochs} | {minutes["scratch"]:.2f} |',
+    ]), dict(seconds_per_iteration=per_iter, minutes=minutes)
+
+
 def fmt(values):
     return f'{np.mean(values):.2f} ± {np.std(values):.2f}'
 
@@ -117,11 +174,24 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_protocol_args(parser, 'fmnist_finetune')
     parser.add_argument('--finetune-epochs', type=int, default=2)
+    parser.add_argument('--timing-only', action='store_true',
+                        help='only measure s/iteration of each route (run it '
+                        'on an otherwise idle machine) and print the '
+                        'training-time table')
     args = parser.parse_args()
 
     import san_mm  # noqa: F401
     from san_mm.datasets import prepare_fashion_mnist
     prepare_fashion_mnist(osp.join(REPO, 'data', 'fashion_mnist'))
+    if args.timing_only:
+        text, numbers = timing_table(args)
+        os.makedirs(args.work_dir, exist_ok=True)
+        with open(osp.join(args.work_dir, 'timing.json'), 'w') as f:
+            json.dump(numbers, f, indent=1)
+        with open(osp.join(args.work_dir, 'timing.md'), 'w') as f:
+            f.write(text + '\n')
+        print(text)
+        return
     os.makedirs(args.work_dir, exist_ok=True)
     start = time.time()
     runs = {}
