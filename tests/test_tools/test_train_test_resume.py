@@ -122,13 +122,13 @@ def test_sweep_prints_a_row_per_size_and_a_column_per_mode(
     work_dir, _ = trained
     out = tmp_path / 'sweep.md'
     run_tool('sweep_sizes.py', tiny_config, work_dir / 'epoch_2.pth',
-             '--sizes', 12, 20, 36, 24, '--modes', 'proxy', 'data_free',
+             '--sizes', 17, 20, 36, 24, '--modes', 'proxy', 'data_free',
              '--work-dir', tmp_path, '--out', out, '--cfg-options',
              *data_root_options(image_folder))
     lines = out.read_text().splitlines()
     assert lines[0] == '| size | trained | proxy | data_free |'
     assert [line.split('|')[1].strip() for line in lines[2:]] == [
-        '36', '24', '20', '12']
+        '36', '24', '20', '17']
     assert lines[3].split('|')[2].strip() == 'yes'  # 24 is a training size
     # at a training size both modes give the same accuracy
     cells = lines[3].split('|')
