@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import torch
 
-from san_mm.engine.hooks import LosslessResumeHook
 from san_mm.utils import (get_random_states, get_resumable_random_states,
                           preserved_random_states, set_random_states)
 
@@ -46,9 +45,3 @@ def test_incomplete_states_are_refused():
     del states['numpy']
     with pytest.raises(ValueError, match=r"miss \['numpy'\]"):
         set_random_states(states)
-
-
-@pytest.mark.parametrize('interval', [0, -5, 2.5])
-def test_resume_hook_interval_must_be_positive_int(interval):
-    with pytest.raises(ValueError, match='interval must be a positive int'):
-        LosslessResumeHook(interval=interval)

@@ -1,4 +1,5 @@
 """Checkpoints that let a killed run continue as if it had never stopped."""
+import logging
 import os
 import os.path as osp
 from typing import List, Optional
@@ -98,13 +99,13 @@ class LosslessResumeHook(Hook):
             print_log('the checkpoint holds no random generator states (saved '
                       'without LosslessResumeHook): training continues, but '
                       'not exactly as the interrupted run would have',
-                      logger='current', level='WARNING')
+                      logger='current', level=logging.WARNING)
             return None
         if len(states) != get_world_size():
             print_log(f'the checkpoint holds random states of {len(states)} '
                       f'processes, this run has {get_world_size()}: training '
                       'continues, but not exactly as the interrupted run would '
-                      'have', logger='current', level='WARNING')
+                      'have', logger='current', level=logging.WARNING)
             return None
         return states[get_rank()]
 
