@@ -2,15 +2,14 @@
 from typing import Dict, Union
 
 import torch
-import torch.distributed as dist
+from mmengine.dist import all_reduce_params
 from mmengine.model import MMDistributedDataParallel
 from mmengine.optim import OptimWrapper
 # mmengine's root registry: Runner.wrap_model looks the type up there, without
 # searching the scope's child registries.
 from mmengine.registry import MODEL_WRAPPERS
-from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
-BUCKET_BYTES = 25 * 2**20  # DDP's default bucket size
+BUCKET_MB = 25  # DDP's default bucket size
 
 
 @MODEL_WRAPPERS.register_module()
@@ -41,23 +40,12 @@ class SANDistributedDataParallel(MMDistributedDataParallel):
                 model=self, reduce_gradients=self.average_gradients)
 
     def average_gradients(self) -> None:
-        """All-reduce (mean) every trainable parameter's gradient; a missing
-        gradient counts as zero, so all processes reduce the same tensors."""
+        """All-reduce (mean) every trainable parameter's gradient in buckets
+        as DDP's; a missing gradient counts as zero, so all processes reduce
+        the same tensors."""
         params = [p for p in self.module.parameters() if p.requires_grad]
         for p in params:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
-        world_size = dist.get_world_size()
-        bucket, size = [], 0
-        for p in params + [None]:
-            if p is not None:
-                bucket.append(p.grad)
-                size += p.grad.numel() * p.grad.element_size()
-            if bucket and (p is None or size >= BUCKET_BYTES):
-                flat = _flatten_dense_tensors(bucket)
-                dist.all_reduce(flat)
-                flat.div_(world_size)
-                for grad, reduced in zip(
-                        bucket, _unflatten_dense_tensors(flat, bucket)):
-                    grad.copy_(reduced)
-                bucket, size = [], 0
+        all_reduce_params([p.grad for p in params], coalesce=True,
+                          bucket_size_mb=BUCKET_MB, op='mean')
