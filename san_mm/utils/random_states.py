@@ -79,3 +79,23 @@ def get_resumable_random_states() -> Dict:
     the epoch checkpoint again during validation when the best score
     improves; that checkpoint must hold the training stream's states)."""
     return _PRESERVED[0] if _PRESERVED else get_random_states()
+
+
+def derived_seed(*values: int) -> int:
+    """A 32-bit seed that depends on ``values`` (non-negative ints) only,
+    e.g. ``derived_seed(run_seed, iteration, size)``: well mixed, so nearby
+    values give unrelated streams, and the same on every machine."""
+    return int(np.random.SeedSequence([int(v) for v in values]).generate_state(1)[0])
+
+
+@contextlib.contextmanager
+def seeded_random_states(seed: int) -> Iterator[None]:
+    """Run the block with every generator (``random``, numpy, torch CPU and
+    CUDA) seeded from ``seed``, and restore their previous states after it:
+    what the block draws depends on ``seed`` alone, and the code after it
+    draws as if the block had not run."""
+    with preserved_random_states():
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)  # also seeds every CUDA device
+        yield

@@ -1,8 +1,12 @@
 # Fashion-MNIST (70,000 28x28 grayscale product photos, 10 classes) for SAN at small scale.
-# mmpretrain's FashionMNIST reads the extracted IDX files from data_root (tools/prepare_fashion_mnist.py
-# puts them there from the Debian package dataset-fashion-mnist) and downloads them only if missing.
+# FashionMNISTWithVal (mmpretrain's FashionMNIST with a held-out split) reads the extracted IDX files
+# from data_root (tools/prepare_fashion_mnist.py puts them there from the Debian package
+# dataset-fashion-mnist) and downloads them only if missing.
+# Splits: train = the first 50,000 official training images, val = the last 10,000 (every choice
+# is made on it, and the best checkpoint is picked on it), test = the 10,000 official test images
+# (tools/test.py). `split='trainval'` trains on all 60,000.
 # Sizes keep the paper's 224...96 ratio (2.33): train 28/24/20/16/12; unseen sizes 32/26/22/18/14/10.
-dataset_type = 'FashionMNIST'
+dataset_type = 'FashionMNISTWithVal'
 data_root = 'data/fashion_mnist'
 train_sizes = [28, 24, 20, 16, 12]
 test_sizes = [32, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10]
@@ -37,9 +41,16 @@ val_dataloader = dict(
     num_workers=0,
     persistent_workers=False,
     collate_fn=dict(type='default_collate'),
+    dataset=dict(type=dataset_type, data_root=data_root, split='val',
+                 test_mode=True, download=True, pipeline=test_pipeline),
+    sampler=dict(type='DefaultSampler', shuffle=False))
+test_dataloader = dict(
+    batch_size=256,
+    num_workers=0,
+    persistent_workers=False,
+    collate_fn=dict(type='default_collate'),
     dataset=dict(type=dataset_type, data_root=data_root, split='test',
                  test_mode=True, download=True, pipeline=test_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=False))
-test_dataloader = val_dataloader
 val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_evaluator = val_evaluator

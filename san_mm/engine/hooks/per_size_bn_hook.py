@@ -1,13 +1,16 @@
 """Per-size BN hook: prepares the private BNs before each evaluated size."""
+from functools import partial
 from typing import List, Optional
 
 import torch
+from mmengine.dataset.utils import worker_init_fn
+from mmengine.dist import get_rank
 from mmengine.hooks import Hook
 
 from san_mm.datasets.transforms import ResolutionSample
 from san_mm.models.utils import check_inference_mode
 from san_mm.registry import HOOKS
-from san_mm.utils import with_transform_arg
+from san_mm.utils import derived_seed, seeded_random_states, with_transform_arg
 from ..utils import scale_adaptive_backbone, unwrap_model
 
 
@@ -26,6 +29,18 @@ class PerSizeBNHook(Hook):
     recalibrates at every validation: the weights have changed since the
     last one, so stored statistics (also those in a resumed checkpoint) are
     stale.
+
+    Calibration is a function of the run's seed, the iteration reached and
+    the size only (:meth:`calibration_seed`): its crops, flips and worker
+    seeds come from generators seeded with those, so a resumed run, or one
+    that validated more or less often before, calibrates exactly as an
+    uninterrupted one, and the generators training draws from are left
+    untouched. In a training run, statistics are dropped when training
+    starts (those of a loaded or resumed checkpoint) and after every
+    validation (``after_val``, once mmengine's CheckpointHook has saved the
+    checkpoints written for the validated weights: best, and the epoch
+    checkpoint re-saved when the best score improves): a checkpoint holds
+    calibrated statistics only for its own weights, never stale ones.
 
     Args:
         inference_mode (str, optional): Mode to set on the backbone before
@@ -59,9 +74,26 @@ class PerSizeBNHook(Hook):
 
     def before_train(self, runner) -> None:
         self._training_run = True
+        # Statistics in a loaded or resumed checkpoint describe its weights,
+        # which training is about to change.
+        self.remove_calibration(runner)
 
     def before_val_size(self, runner, size: int) -> None:
         self.prepare(runner, size, stale=self._training_run)
+
+    def after_val(self, runner) -> None:
+        if self._training_run:
+            # Training goes on: these statistics describe the weights just
+            # validated, and would be stale in every later checkpoint.
+            self.remove_calibration(runner)
+
+    @staticmethod
+    def remove_calibration(runner) -> None:
+        """Drop every calibrated BN statistic from the model."""
+        backbone = scale_adaptive_backbone(runner, 'PerSizeBNHook')
+        for module in backbone.private_bns():
+            for size in module.calibrated_sizes:
+                module.remove_calibration(size)
 
     def before_test_size(self, runner, size: int) -> None:
         self.prepare(runner, size)
@@ -84,11 +116,21 @@ class PerSizeBNHook(Hook):
             runner.logger.info(f'size {size}, {backbone.inference_mode} mode: '
                                f'{backbone.resolve_scale(size).describe()}')
 
-    def calibration_dataloader(self, runner, size: int):
+    @staticmethod
+    def calibration_seed(runner, size: int) -> int:
+        """Seed of the calibration pass for ``size`` at this point of the
+        run: derived from the run's seed, the iteration reached and the
+        size, nothing else."""
+        return derived_seed(runner.seed, runner.iter, size)
+
+    def calibration_dataloader(self, runner, size: int,
+                               seed: Optional[int] = None):
         """The training dataloader with ``ResolutionSample`` producing only
         ``size``. Built once per run (building the training dataset can take
         seconds, e.g. parsing Fashion-MNIST's files) and retargeted for each
-        size; the sampler's fixed seed gives every size the same images."""
+        size; the sampler's fixed seed gives every size the same images.
+        Workers, if any, are seeded from ``seed`` (default:
+        :meth:`calibration_seed`)."""
         loader = self._calibration_loader
         transforms = _resolution_samples(loader.dataset) if loader else []
         if not transforms:
@@ -109,6 +151,14 @@ class PerSizeBNHook(Hook):
             self._calibration_loader = loader if transforms else None
         for transform in transforms:
             transform.set_sizes([size])
+        if loader.num_workers > 0:
+            # Workers start afresh for every pass (no persistent workers)
+            # and seed their generators with this, not the run's seed.
+            loader.worker_init_fn = partial(
+                worker_init_fn, num_workers=loader.num_workers,
+                rank=get_rank(),
+                seed=self.calibration_seed(runner, size)
+                if seed is None else seed)
         return loader
 
     @torch.no_grad()
@@ -116,11 +166,12 @@ class PerSizeBNHook(Hook):
         """Collect calibrated BN statistics for ``size``."""
         backbone = scale_adaptive_backbone(runner, 'PerSizeBNHook')
         model = unwrap_model(runner)
-        dataloader = self.calibration_dataloader(runner, size)
+        seed = self.calibration_seed(runner, size)
+        dataloader = self.calibration_dataloader(runner, size, seed)
         seen = 0
         was_training = model.training
         model.eval()
-        with backbone.calibrating(size):
+        with seeded_random_states(seed), backbone.calibrating(size):
             for data in dataloader:
                 if seen >= self.calibration_images:
                     break

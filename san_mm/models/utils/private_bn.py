@@ -122,7 +122,9 @@ class PrivateBatchNorm2d(nn.Module):
         self.calibrated[str(size)] = stats
 
     def remove_calibration(self, size: int) -> None:
-        self.calibrated.pop(str(size), None)
+        """Drop the calibrated statistics for ``size`` (if any)."""
+        if str(size) in self.calibrated:
+            del self.calibrated[str(size)]
 
     def _calibrating_forward(self, x, index, size):
         """Normalise with batch statistics and accumulate a cumulative average

@@ -93,3 +93,14 @@ def test_sync_bn_conversion_keeps_private_sets():
 def test_invalid_num_sets():
     with pytest.raises(ValueError, match='0'):
         PrivateBatchNorm2d(4, 0, ScaleContext())
+
+
+def test_remove_calibration_drops_only_that_size():
+    ctx = ScaleContext()
+    bn = PrivateBatchNorm2d(4, num_sets=2, scale_context=ctx)
+    bn.reset_calibration(20)
+    bn.reset_calibration(18)
+    bn.remove_calibration(20)
+    bn.remove_calibration(14)  # never calibrated: nothing to do
+    assert bn.calibrated_sizes == [18]
+    assert not [k for k in bn.state_dict() if 'calibrated.20.' in k]
