@@ -85,15 +85,17 @@ def test_plain_backbone_cfgs():
     assert plain_backbone_cfg(MODELS.build(MOBILENET))['type'] == 'MobileNetV2'
 
 
-def test_onnx_export_matches_when_onnx_is_installed(tmp_path):
-    pytest.importorskip('onnx')
+def test_onnx_export_equals_the_plain_model_in_onnxruntime(tmp_path):
     from san_mm.apis.export import export_onnx
     model = san_model(dict(RESNET, meta_init='kaiming'), 32)
     plain, _ = exported(model, 48)
     x = torch.rand(1, 3, 48, 48)
     result = export_onnx(plain, x, str(tmp_path / 'm.onnx'))
     assert (tmp_path / 'm.onnx').stat().st_size > 0
-    if 'onnx_max_abs_diff' in result:  # onnxruntime installed
-        with torch.no_grad():
-            scale = plain(x, mode='tensor').abs().max().item()
-        assert result['onnx_max_abs_diff'] <= 1e-5 * max(scale, 1.0)
+    with torch.no_grad():
+        scale = plain(x, mode='tensor').abs().max().item()
+    # onnxruntime's convolutions sum in another order than torch's: measured
+    # max |diff| 1.7e-6 at logits of scale 3 (5.6e-7 relative, 3 inputs x 1
+    # and 2 threads); the bound is 18x that. A wrong kernel or BN set moves
+    # logits by ~1e-1.
+    assert result['onnx_max_abs_diff'] <= 1e-5 * max(scale, 1.0)
