@@ -75,7 +75,9 @@ def load_from_local_weights_only(filename, map_location=None):
     import os.path as osp
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
-        raise FileNotFoundError(f'checkpoint {filename} can not be found')
+        raise FileNotFoundError(
+            f'checkpoint {filename} can not be found; check the path given '
+            'to load_from, --resume, the checkpoint argument or init_cfg')
     try:
         return torch.load(filename, map_location=map_location,
                           weights_only=True)
@@ -88,7 +90,8 @@ def load_from_local_weights_only(filename, map_location=None):
         if not unsafe:
             raise UnsafeCheckpointError(
                 f'cannot read checkpoint {filename}: it is truncated, '
-                f'corrupt or not a torch checkpoint ({error})') from None
+                f'corrupt or not a torch checkpoint ({error}); download or '
+                'save it again') from None
         raise UnsafeCheckpointError(
             f'refusing to load checkpoint {filename}: it needs the globals '
             f'{unsafe}, which could run code while unpickling, and san_mm '
@@ -99,7 +102,8 @@ def load_from_local_weights_only(filename, map_location=None):
     except (RuntimeError, EOFError) as error:
         raise UnsafeCheckpointError(
             f'cannot read checkpoint {filename}: it is truncated, corrupt or '
-            f'not a torch checkpoint ({error})') from None
+            f'not a torch checkpoint ({error}); download or save it again'
+        ) from None
 
 
 def convert_trusted_checkpoint(src: str, dst: str) -> dict:

@@ -19,6 +19,7 @@ from mmengine.config import Config  # noqa: E402
 from mmpretrain import get_model  # noqa: E402
 
 from san_mm.apis.convert_official import ARCHS, load_official  # noqa: E402
+from san_mm.checkpoint import load_from_local_weights_only  # noqa: E402
 
 
 def default_config(arch: str) -> Config:
@@ -39,7 +40,8 @@ def main():
     args = parser.parse_args()
     cfg = Config.fromfile(args.config) if args.config else default_config(
         args.arch)
-    checkpoint = torch.load(args.src, map_location='cpu', weights_only=True)
+    # Refuses unsafe or unreadable files with a message naming the next step.
+    checkpoint = load_from_local_weights_only(args.src, map_location='cpu')
     state_dict = checkpoint.get('state_dict', checkpoint)
     model = get_model(cfg)
     load_official(model, state_dict, args.arch)

@@ -24,6 +24,10 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
         help='override config entries, e.g. `test_sizes=[224,192,160]` (a '
         'top-level test_sizes / train_sizes / inference_mode is carried to '
         'the loops, backbone and pipelines)')
+    parser.add_argument(
+        '--compile', action='store_true',
+        help='torch.compile the model (mmengine\'s `compile` option; SAN '
+        'compiles one static graph per input size, evaluation included)')
     parser.add_argument('--launcher', default='none',
                         choices=['none', 'pytorch', 'slurm', 'mpi'],
                         help='job launcher')
@@ -45,6 +49,8 @@ def load_config(args) -> Config:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
     setup_distributed(cfg)
+    if args.compile and not cfg.get('compile'):
+        cfg.compile = True
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')

@@ -28,8 +28,12 @@ def count_bn_sets(state_dict: Dict[str, Tensor]) -> int:
     indices = {int(m.group(1)) for k in state_dict
                for m in [re.search(r'\.bn_(\d+)\.', k)] if m}
     if not indices:
-        raise ValueError('no private BN sets (`.bn_<k>.` keys) found: this is '
-                         'not a checkpoint of the reference SAN implementation')
+        raise ValueError(
+            'no private BN sets (`.bn_<k>.` keys) found: this is not a '
+            'checkpoint of the reference SAN implementation. A san_mm '
+            'checkpoint loads as it is (load_from); a plain mmpretrain one '
+            "starts SAN through init_cfg=dict(type='PretrainedFromPlain', "
+            'checkpoint=...)')
     return max(indices) + 1
 
 
@@ -43,7 +47,8 @@ class _Mapper:
 
     def take(self, key: str) -> Tensor:
         if key not in self.source:
-            raise KeyError(f'reference checkpoint has no key {key!r}')
+            raise KeyError(f'reference checkpoint has no key {key!r}: is '
+                           '--arch the architecture it was trained with?')
         self.used.add(key)
         return self.source[key]
 
@@ -141,7 +146,9 @@ def convert_official_state_dict(state_dict: Dict[str, Tensor],
         ValueError: For an unknown ``arch``, or source keys that do not map.
     """
     if arch not in ARCHS:
-        raise ValueError(f'unknown arch {arch!r}; expected one of {list(ARCHS)}')
+        raise ValueError(f'unknown arch {arch!r}; expected one of '
+                         f'{list(ARCHS)} (the --arch of '
+                         'tools/convert_official.py)')
     source = _strip_module(state_dict)
     num_sets = count_bn_sets(source)
     if arch == 'mobilenetv2':
@@ -150,7 +157,8 @@ def convert_official_state_dict(state_dict: Dict[str, Tensor],
         converted, leftovers = convert_resnet(source, int(arch[6:]), num_sets)
     if leftovers:
         raise ValueError(f'{len(leftovers)} keys of the reference checkpoint '
-                         f'do not map to {arch}: {leftovers[:8]}')
+                         f'do not map to {arch}: {leftovers[:8]}; pass the '
+                         '--arch it was trained with')
     return converted, num_sets
 
 
@@ -162,14 +170,19 @@ def load_official(model: torch.nn.Module, state_dict: Dict[str, Tensor],
         raise ValueError(
             f'the checkpoint has {num_sets} private BN sets, the model '
             f'{len(model.backbone.train_sizes)} training sizes '
-            f'{list(model.backbone.train_sizes)}')
+            f'{list(model.backbone.train_sizes)}: set train_sizes in the '
+            f'--config to the {num_sets} sizes the checkpoint was trained '
+            'with (in the same order, largest first)')
     target = model.state_dict()
     shaped = OrderedDict()
     for key, value in converted.items():
         if key not in target:
-            raise KeyError(f'converted key {key} is not in the model')
+            raise KeyError(f'converted key {key} is not in the model: pass '
+                           'a --config that builds the --arch network')
         if value.numel() != target[key].numel():
             raise ValueError(f'{key}: the checkpoint has {value.numel()} '
-                             f'values, the model {tuple(target[key].shape)}')
+                             f'values, the model {tuple(target[key].shape)}; '
+                             'pass a --config with the width and number of '
+                             'classes of the checkpoint')
         shaped[key] = value.reshape(target[key].shape)
     model.load_state_dict(shaped, strict=True)

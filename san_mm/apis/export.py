@@ -49,16 +49,22 @@ def plain_backbone_cfg(backbone: BaseScaleAdaptiveBackbone) -> dict:
         raise ValueError(
             f'MetaResNet stem (kernel {stem[0]}, stride {stem[1]}, '
             f'max-pool {stem[2]}) has no mmpretrain counterpart; exportable '
-            'stems are (7, 2, True) -> ResNet and (3, 1, False) -> ResNet_CIFAR')
+            'stems are (7, 2, True) -> ResNet and (3, 1, False) -> '
+            'ResNet_CIFAR (stem_kernel_size, stem_stride, stem_pool): this '
+            'model can only be used through san_mm')
     if isinstance(backbone, MetaMobileNetV2):
         if backbone.conv1.conv.in_channels != 3:
-            raise ValueError('mmpretrain MobileNetV2 takes 3 input channels, '
-                             f'got {backbone.conv1.conv.in_channels}')
+            raise ValueError(
+                'mmpretrain MobileNetV2 takes 3 input channels, this '
+                f'MetaMobileNetV2 has {backbone.conv1.conv.in_channels}: it '
+                'cannot be exported, use it through san_mm')
         return dict(type='MobileNetV2', widen_factor=backbone.widen_factor,
                     out_indices=backbone.out_indices,
                     norm_cfg=copy.deepcopy(backbone.norm_cfg),
                     act_cfg=copy.deepcopy(backbone.act_cfg))
-    raise TypeError(f'cannot export {type(backbone).__name__}')
+    raise TypeError(f'cannot export a {type(backbone).__name__} backbone: '
+                    'only MetaResNet and MetaMobileNetV2 have mmpretrain '
+                    'counterparts')
 
 
 def _bn_tensors(bn: PrivateBatchNorm2d, state: ScaleState) -> Dict:
@@ -104,8 +110,11 @@ def export_state_dict(model: nn.Module, size: int,
     """
     backbone = model.backbone
     if not isinstance(backbone, BaseScaleAdaptiveBackbone):
-        raise TypeError('export needs a scale-adaptive backbone, got '
-                        f'{type(backbone).__name__}')
+        raise TypeError('export needs a scale-adaptive backbone (MetaResNet,'
+                        f' MetaMobileNetV2), got {type(backbone).__name__}: '
+                        'a plain model is already exported, use its config '
+                        'and checkpoint as they are')
+    backbone.check_size_fits(size, 'export size', 'export a larger --size')
     previous_mode, was_training = backbone.inference_mode, model.training
     model.eval()
     try:

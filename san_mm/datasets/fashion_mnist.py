@@ -88,12 +88,15 @@ class FashionMNISTWithVal(FashionMNIST):
     def __init__(self, data_root: str = '', split: str = 'train',
                  val_images: int = 10000, **kwargs):
         if split not in FASHION_MNIST_SPLITS:
-            raise ValueError(f'unknown Fashion-MNIST split {split!r}; '
-                             f'expected one of {list(FASHION_MNIST_SPLITS)}')
+            raise ValueError(
+                f'unknown Fashion-MNIST split {split!r}; expected one of '
+                f'{list(FASHION_MNIST_SPLITS)}: set the dataset\'s split to '
+                "one of them ('val' is held out of the training images)")
         if not (isinstance(val_images, int) and 0 < val_images < 60000):
             raise ValueError('val_images must be an int in 1..59999 (taken '
                              'from the 60,000 training images), got '
-                             f'{val_images!r}')
+                             f'{val_images!r}; set the dataset\'s val_images '
+                             'in that range (default 10000)')
         self.holdout_split = split
         self.val_images = val_images
         # mmpretrain's split only picks a warning (evaluating on training
@@ -116,7 +119,7 @@ class FashionMNISTWithVal(FashionMNIST):
             raise ValueError(
                 f'val_images={self.val_images} leaves no training images: '
                 f'the files in {self.data_prefix["root"]} hold '
-                f'{len(data_list)}')
+                f'{len(data_list)}; set val_images below {len(data_list)}')
         if self.holdout_split == 'train':
             return data_list[:first_val]
         if self.holdout_split == 'val':

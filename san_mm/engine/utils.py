@@ -14,6 +14,10 @@ def scale_adaptive_backbone(runner, user: str) -> BaseScaleAdaptiveBackbone:
     """The runner's SAN backbone; ``TypeError`` naming ``user`` otherwise."""
     backbone = getattr(unwrap_model(runner), 'backbone', None)
     if not isinstance(backbone, BaseScaleAdaptiveBackbone):
-        raise TypeError(f'{user} needs a model with a scale-adaptive backbone, '
-                        f'got {type(backbone).__name__}')
+        raise TypeError(
+            f'{user} needs a model with a scale-adaptive backbone '
+            f'(MetaResNet, MetaMobileNetV2), got backbone '
+            f'{type(backbone).__name__}, '
+            'which has no per-size BN; use a SAN config (e.g. '
+            'configs/san_resnet18.py)')
     return backbone

@@ -27,7 +27,9 @@ def with_transform_arg(dataloader_cfg: dict, transform_type: str, key: str,
     if not found:
         raise ValueError(
             f'{what} needs a `{transform_type}` transform in the dataloader '
-            f'pipeline to set its {key}; none found in {_pipeline_of(cfg)}')
+            f'pipeline to set its {key}; none found in {_pipeline_of(cfg)}. '
+            f'Add {transform_type} to that pipeline, as '
+            'configs/_base_/ does')
     for transform in found:
         transform[key] = copy.deepcopy(value)
     return cfg

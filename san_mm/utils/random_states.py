@@ -51,7 +51,8 @@ def set_random_states(states: Dict) -> None:
         if len(states['cuda']) != torch.cuda.device_count():
             raise ValueError(
                 f'random states hold {len(states["cuda"])} CUDA generators, '
-                f'this process sees {torch.cuda.device_count()} devices')
+                f'this process sees {torch.cuda.device_count()} devices; '
+                'resume with the CUDA_VISIBLE_DEVICES of the interrupted run')
         torch.cuda.set_rng_state_all([s.cpu() for s in states['cuda']])
 
 

@@ -53,5 +53,10 @@ def test_indices_select_within_the_split(tiny_fashion_mnist):
 def test_bad_split_and_val_size_are_refused(tiny_fashion_mnist):
     with pytest.raises(ValueError, match="split 'validation'.*'val'"):
         FashionMNISTWithVal(tiny_fashion_mnist, split='validation')
+    with pytest.raises(ValueError, match=(
+            r"unknown Fashion-MNIST split 'validation'; expected one of "
+            r"\['train', 'val', 'trainval', 'test'\]: set the dataset's "
+            r'split to one of them')):
+        FashionMNISTWithVal(tiny_fashion_mnist, split='validation')
     with pytest.raises(ValueError, match='val_images must be'):
         FashionMNISTWithVal(tiny_fashion_mnist, split='val', val_images=0)

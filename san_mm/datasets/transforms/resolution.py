@@ -52,7 +52,8 @@ class ResolutionSample(RandomResizedCrop):
                  flip_prob: float = 0.5):
         self.sizes = validate_sizes(sizes, 'sizes')
         if not 0 <= flip_prob <= 1:
-            raise ValueError(f'flip_prob must be in [0, 1], got {flip_prob!r}')
+            raise ValueError('ResolutionSample: flip_prob must be a '
+                             f'probability in [0, 1], got {flip_prob!r}')
         super().__init__(self.sizes[0], crop_ratio_range, aspect_ratio_range,
                          max_attempts, interpolation, backend)
         self.flip_prob = flip_prob
@@ -74,7 +75,9 @@ class ResolutionSample(RandomResizedCrop):
                 'ResolutionSample expects one image as an (H, W) or (H, W, C) '
                 f'array, got {type(img).__name__} with shape '
                 f'{getattr(img, "shape", None)} '
-                f'(image: {results.get("img_path", "<in memory>")})')
+                f'(image: {results.get("img_path", "<in memory>")}); put it '
+                'right after LoadImageFromFile in the pipeline, before any '
+                'transform that batches, crops into several views or packs')
         offset_h, offset_w, height, width = self.rand_crop_params(img)
         crop = img[offset_h:offset_h + height, offset_w:offset_w + width]
         views, flips = [], self.rand_flips()
@@ -125,7 +128,10 @@ class ResizeCenterCrop(BaseTransform):
                  backend: str = 'cv2'):
         (self.size, ) = validate_sizes([size], 'size')
         if not 0 < crop_ratio <= 1:
-            raise ValueError(f'crop_ratio must be in (0, 1], got {crop_ratio!r}')
+            raise ValueError(
+                'ResizeCenterCrop: crop_ratio (crop size / resized shorter '
+                f'side) must be in (0, 1], got {crop_ratio!r}; the usual '
+                'ImageNet value is 0.875 (256 -> 224)')
         self.crop_ratio = crop_ratio
         self.resize = ResizeEdge(scale=int(self.size / crop_ratio),
                                  edge='short', backend=backend,

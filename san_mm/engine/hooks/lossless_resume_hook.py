@@ -53,8 +53,11 @@ class LosslessResumeHook(Hook):
     def __init__(self, interval: Optional[int] = None):
         if interval is not None and (not isinstance(interval, int)
                                      or interval < 1):
-            raise ValueError('interval must be a positive int or None, got '
-                             f'{interval!r}')
+            raise ValueError(
+                'LosslessResumeHook: interval must be a positive int (save '
+                'a resumable checkpoint every `interval` iterations) or None '
+                f'(no mid-epoch checkpoints), got {interval!r}; fix it in '
+                'custom_hooks')
         self.interval = interval
         self.loaded_random_states: Optional[List[dict]] = None
         # Every rank's states, gathered after the last training iteration
@@ -98,14 +101,16 @@ class LosslessResumeHook(Hook):
         if not states:
             print_log('the checkpoint holds no random generator states (saved '
                       'without LosslessResumeHook): training continues, but '
-                      'not exactly as the interrupted run would have',
+                      'not exactly as the interrupted run would have (add '
+                      'LosslessResumeHook to custom_hooks for exact resumes)',
                       logger='current', level=logging.WARNING)
             return None
         if len(states) != get_world_size():
             print_log(f'the checkpoint holds random states of {len(states)} '
                       f'processes, this run has {get_world_size()}: training '
                       'continues, but not exactly as the interrupted run would '
-                      'have', logger='current', level=logging.WARNING)
+                      f'have (resume with {len(states)} processes for that)',
+                      logger='current', level=logging.WARNING)
             return None
         return states[get_rank()]
 

@@ -62,8 +62,11 @@ class PerSizeBNHook(Hook):
         if inference_mode is not None:
             check_inference_mode(inference_mode)
         if not isinstance(calibration_images, int) or calibration_images < 1:
-            raise ValueError('calibration_images must be a positive int, got '
-                             f'{calibration_images!r}')
+            raise ValueError(
+                'PerSizeBNHook: calibration_images must be a positive int '
+                f'(training images per calibrated size), got '
+                f'{calibration_images!r}; set it in custom_hooks, e.g. '
+                'calibration_images=256')
         self.inference_mode = inference_mode
         self.calibration_images = calibration_images
         self.calibration_batch_size = calibration_batch_size
@@ -136,9 +139,12 @@ class PerSizeBNHook(Hook):
         if not transforms:
             cfg = runner.cfg.get('train_dataloader')
             if not cfg:
-                raise ValueError('BN calibration needs `train_dataloader` in '
-                                 'the config (training images at the test '
-                                 'size)')
+                raise ValueError(
+                    f'BN calibration for size {size} (inference_mode='
+                    "'calibrated') needs training images, but the config has "
+                    'no `train_dataloader`: add one (with a ResolutionSample '
+                    "transform), or use inference_mode='data_free', which "
+                    'needs no images')
             cfg = with_transform_arg(cfg, 'ResolutionSample', 'sizes', [size],
                                      'BN calibration')
             if self.calibration_batch_size is not None:

@@ -13,6 +13,7 @@ from san_mm.models.backbones import BaseScaleAdaptiveBackbone
 from san_mm.models.utils import validate_sizes
 from san_mm.registry import LOOPS
 from san_mm.utils import preserved_random_states, with_transform_arg
+from ..compile import compile_step, prepare_compile
 from ..utils import unwrap_model
 
 
@@ -38,17 +39,23 @@ class MultiSizeLoopMixin:
             # Before any dataloader is built: a size the network cannot
             # run meaningfully fails here, not after calibration or data.
             for size in self.test_sizes:
-                backbone.check_size_fits(size, 'test size')
+                backbone.check_size_fits(
+                    size, 'test size', 'remove it from test_sizes='
+                    f'{list(self.test_sizes)} ({self.stage}_cfg)')
         if not isinstance(dataloader, dict):
             raise TypeError(
                 f'{type(self).__name__} builds one dataloader per size and '
-                'needs the dataloader config (a dict), got '
-                f'{type(dataloader).__name__}')
+                'needs the dataloader config (a dict), got a built '
+                f'{type(dataloader).__name__}; pass the '
+                f'{self.stage}_dataloader dict to the Runner instead')
         self._dataloader_cfg = copy.deepcopy(dataloader)
         self._dataloaders: Dict[int, DataLoader] = {}
         super().__init__(runner, self._size_cfg(self.test_sizes[0]), evaluator,
                          fp16)
         self._dataloaders[self.test_sizes[0]] = self.dataloader
+        # mmengine compiles train_step only; with `compile` in the config,
+        # evaluation is compiled too (one static graph per size).
+        self._compile_options = prepare_compile(runner, len(self.test_sizes))
 
     def run(self) -> dict:
         # Evaluation (calibration crops, dataloader seeds) must not move the
@@ -59,6 +66,8 @@ class MultiSizeLoopMixin:
 
     def _run(self) -> dict:
         stage = self.stage
+        if self._compile_options is not None:
+            compile_step(self.runner, f'{stage}_step', self._compile_options)
         self.runner.call_hook(f'before_{stage}')
         self.runner.call_hook(f'before_{stage}_epoch')
         self.runner.model.eval()

@@ -7,7 +7,9 @@ from torch.utils.data import DataLoader, Sampler
 
 from san_mm.registry import LOOPS
 from san_mm.utils import set_random_states
+from ..compile import prepare_compile
 from ..hooks.lossless_resume_hook import LosslessResumeHook
+from ..utils import unwrap_model
 
 
 class _SkipFirstBatches(Sampler):
@@ -74,6 +76,10 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
         if self._resume_hook() is None:
             runner.register_hook(LosslessResumeHook())
         self._resume_pending = True
+        # Built before mmengine compiles train_step: SAN's compile defaults
+        # (static shapes; room for the graphs of every size).
+        backbone = getattr(unwrap_model(runner), 'backbone', None)
+        prepare_compile(runner, len(getattr(backbone, 'train_sizes', ())))
 
     def _resume_hook(self) -> Optional[LosslessResumeHook]:
         return next((hook for hook in self.runner.hooks
@@ -99,7 +105,9 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
                 f'cannot resume at iteration {self._iter} of epoch '
                 f'{self._epoch}: epochs have {len(self.dataloader)} batches '
                 'here, so the checkpoint was written with another dataset, '
-                'batch size or number of processes')
+                'batch size or number of processes: resume with the settings '
+                'of the interrupted run, or start a new run from its weights '
+                'with load_from instead of --resume')
         states = self._resume_hook().random_states_for_this_rank()
         self.runner.call_hook('before_train_epoch')
         self.runner.model.train()

@@ -14,6 +14,11 @@ from ..utils import (DEFAULT_TRAIN_SIZES, MetaConv2d, PrivateBatchNorm2d,
 from ..utils.plain_init import init_weights_plain_last
 
 
+def _count(number: int, noun: str) -> str:
+    """``'1 size'``, ``'3 sizes'``."""
+    return f'{number} {noun}{"" if number == 1 else "s"}'
+
+
 class BaseScaleAdaptiveBackbone(BaseBackbone):
     """Base class of SAN backbones.
 
@@ -84,30 +89,83 @@ class BaseScaleAdaptiveBackbone(BaseBackbone):
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         self.check_checkpoint_compatible(
-            [k[len(prefix):] for k in state_dict if k.startswith(prefix)])
+            [k[len(prefix):] for k in state_dict if k.startswith(prefix)],
+            whole_model=bool(prefix))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def check_checkpoint_compatible(self, keys) -> None:
-        """Refuse a checkpoint built for other training sizes or without /
-        with the meta network, before any tensor is copied (mmengine loads
-        ``load_from`` and ``init_cfg`` checkpoints non-strictly, which would
-        otherwise leave such a model half-initialised with a warning)."""
+    def check_checkpoint_compatible(self, keys, whole_model: bool = False
+                                    ) -> None:
+        """Refuse a checkpoint built for other training sizes, without / with
+        the meta network, or a plain (non-SAN) one, before any tensor is
+        copied (mmengine loads ``load_from`` and ``init_cfg`` checkpoints
+        non-strictly, which would otherwise leave such a model
+        half-initialised with a warning).
+
+        Args:
+            keys (list[str]): The checkpoint's keys for this backbone, without
+                the prefix of the module being loaded.
+            whole_model (bool): True when the backbone is loaded as part of a
+                classifier (``load_from`` or the model's ``init_cfg``), False
+                when it is loaded on its own (the backbone's ``init_cfg``).
+                Only changes the advice given.
+        """
+        name = type(self).__name__
+        plain_name = name[len('Meta'):] if name.startswith('Meta') else name
         set_indices = {int(m.group(1)) for k in keys
                        for m in [re.search(r'\.sets\.(\d+)\.', k)] if m}
-        if set_indices and max(set_indices) + 1 != len(self.train_sizes):
+        has_meta = any(k.endswith('weight_residual') for k in keys)
+        has_plain_bn = any(k.endswith('running_mean') and '.sets.' not in k
+                           and '.calibrated.' not in k for k in keys)
+        if whole_model:
+            advice = ("model=dict(init_cfg=dict(type='PretrainedFromPlain', "
+                      'checkpoint=...)) instead of load_from / Pretrained (as '
+                      'configs/finetune/ does)')
+        else:
+            advice = ("the backbone's init_cfg=dict(type='PretrainedFromPlain'"
+                      ", checkpoint=..., prefix='backbone.') (see "
+                      'configs/finetune/)')
+        if not set_indices and not has_meta and has_plain_bn:
             raise ValueError(
-                f'checkpoint has {max(set_indices) + 1} private BN sets, but '
-                f'this {type(self).__name__} has {len(self.train_sizes)} '
-                f'training sizes {list(self.train_sizes)}: set train_sizes to '
-                'the sizes the checkpoint was trained with')
+                f'this looks like a plain mmpretrain {plain_name} checkpoint '
+                '(no generated-conv residuals `weight_residual`, one BN per '
+                f'layer instead of private `.sets.` BNs), which {name} cannot '
+                f'load as it is; start SAN from it with {advice}')
+        prefixed = [k for k in keys if k.startswith('backbone.')]
+        if prefixed and not whole_model:
+            raise ValueError(
+                f'the checkpoint is a whole classifier (keys such as '
+                f'{prefixed[0]!r}), but it is loaded into the {name} alone: '
+                "add prefix='backbone.' to the backbone's init_cfg")
+        if set_indices and max(set_indices) + 1 != len(self.train_sizes):
+            num_sets = max(set_indices) + 1
+            hint = ''
+            if num_sets == 1 and not has_meta:
+                hint = ('; it is a one-size model without meta network: to '
+                        f'start a multi-size SAN from it, use {advice}')
+            raise ValueError(
+                f'checkpoint has {_count(num_sets, "private BN set")} (one '
+                f'per training size), but this {name} has '
+                f'{_count(len(self.train_sizes), "training size")}, '
+                f'train_sizes={list(self.train_sizes)}: set train_sizes to '
+                f'the {_count(num_sets, "size")} the checkpoint was trained '
+                f'with (in the same order, largest first){hint}')
         if keys and any(k.endswith('.weight') for k in keys):
-            has_meta = any(k.endswith('weight_residual') for k in keys)
             if has_meta != self.use_meta_network:
+                if has_meta:
+                    what = ('was trained with the meta network (it has '
+                            'generated-conv `weight_residual` tensors)')
+                    fix = ('set use_meta_network=True (the default) in the '
+                           'backbone config')
+                else:
+                    what = ('was trained without the meta network (private BN '
+                            'sets but no generated-conv `weight_residual` '
+                            'tensors: the no-meta ablation, configs/'
+                            'ablations/*_no_meta.py)')
+                    fix = ('set use_meta_network=False in the backbone '
+                           'config to load it')
                 raise ValueError(
-                    'checkpoint was trained with'
-                    f'{"" if has_meta else "out"} the meta network '
-                    '(weight_residual tensors), but this model has '
-                    f'use_meta_network={self.use_meta_network}')
+                    f'checkpoint {what}, but this {name} has '
+                    f'use_meta_network={self.use_meta_network}: {fix}')
 
     # ------------------------------------------------------- input sizes
     @property
@@ -127,19 +185,24 @@ class BaseScaleAdaptiveBackbone(BaseBackbone):
         """
         return self.total_stride // 2 + 1
 
-    def check_size_fits(self, size: int, name: str = 'input size') -> None:
+    def check_size_fits(self, size: int, name: str = 'input size',
+                        fix: str = 'resize the input') -> None:
         """Raise ``ValueError`` naming ``size`` if it is below
-        :attr:`min_input_size`."""
+        :attr:`min_input_size`; ``fix`` is the next step the message
+        suggests (e.g. ``'remove it from test_sizes'``)."""
         if size < self.min_input_size:
             raise ValueError(
                 f'{name} {size} is too small for this {type(self).__name__}: '
                 f'its total stride is {self.total_stride}, so every size must '
                 f'be at least {self.min_input_size} (smaller, and the last '
-                'stride-2 layer gets a 1x1 map of padding around one pixel)')
+                'stride-2 layer gets a 1x1 map of padding around one pixel); '
+                f'{fix}')
 
     def _check_train_sizes_fit(self) -> None:
         for size in self.train_sizes:
-            self.check_size_fits(size, 'training size')
+            self.check_size_fits(
+                size, 'training size',
+                f'remove it from train_sizes={list(self.train_sizes)}')
 
     # ------------------------------------------------------ layer factories
     def _meta_conv(self, in_channels, out_channels, kernel_size, **kwargs):
@@ -215,12 +278,16 @@ class BaseScaleAdaptiveBackbone(BaseBackbone):
     def activate_scale(self, x: Tensor) -> ScaleState:
         """Set the shared scale state for input ``x`` (N, C, H, W)."""
         if x.dim() != 4:
-            raise ValueError('expected an image batch of shape (N, C, H, W), '
-                             f'got shape {tuple(x.shape)}')
+            raise ValueError(
+                f'{type(self).__name__} expects an image batch of shape '
+                f'(N, C, H, W), got shape {tuple(x.shape)}; add the batch '
+                'dimension (x[None]) for a single image')
         input_size = min(x.shape[-2:])
         if input_size < self.min_input_size:
-            self.check_size_fits(int(input_size),
-                                 f'input of shape {tuple(x.shape)}: size')
+            self.check_size_fits(
+                int(input_size), f'input of shape {tuple(x.shape)}: size',
+                f'resize the images to at least {self.min_input_size} '
+                'pixels')
         size = self.forced_size or input_size
         state = self.resolve_scale(int(size))
         self.scale_context.state = state

@@ -50,7 +50,8 @@ class MetaInvertedResidual(nn.Module):
                  expand_ratio, act_cfg=dict(type='ReLU6'), with_cp=False):
         super().__init__()
         if stride not in (1, 2):
-            raise ValueError(f'stride must be 1 or 2, got {stride!r}')
+            raise ValueError('MobileNetV2 block stride must be 1 or 2, got '
+                             f'{stride!r}')
         self.stride = stride
         self.with_cp = with_cp
         self.use_res_connect = stride == 1 and in_channels == out_channels
@@ -129,14 +130,17 @@ class MetaMobileNetV2(BaseScaleAdaptiveBackbone):
         super().__init__(train_sizes, scale_encoding, inference_mode,
                          use_meta_network, init_cfg)
         if not widen_factor > 0:
-            raise ValueError(f'widen_factor must be positive, got '
+            raise ValueError('MetaMobileNetV2: widen_factor must be '
+                             f'positive (1.0 is the standard width), got '
                              f'{widen_factor!r}')
         for index in out_indices:
             if index not in range(0, 8):
-                raise ValueError('out_indices must be in range(0, 8), got '
+                raise ValueError('MetaMobileNetV2: out_indices must be in '
+                                 'range(0, 8) (7 is the last 1x1 conv), got '
                                  f'{index!r} in {tuple(out_indices)}')
         if frozen_stages not in range(-1, 8):
-            raise ValueError(f'frozen_stages must be in -1..7, got '
+            raise ValueError('MetaMobileNetV2: frozen_stages must be in '
+                             f'-1..7 (-1 freezes nothing), got '
                              f'{frozen_stages!r}')
         self.widen_factor = widen_factor
         self.out_indices = tuple(out_indices)

@@ -176,19 +176,25 @@ class MetaResNet(BaseScaleAdaptiveBackbone):
                          use_meta_network, init_cfg)
         if depth not in self.arch_settings:
             raise KeyError(f'invalid depth {depth!r} for MetaResNet; expected '
-                           f'one of {sorted(self.arch_settings)}')
+                           f'one of {sorted(self.arch_settings)} (set '
+                           'model.backbone.depth)')
         if not 1 <= num_stages <= 4:
-            raise ValueError(f'num_stages must be in 1..4, got {num_stages!r}')
+            raise ValueError('MetaResNet: num_stages must be in 1..4, got '
+                             f'{num_stages!r}')
         if len(strides) != num_stages or len(dilations) != num_stages:
             raise ValueError(
-                f'strides {tuple(strides)} and dilations {tuple(dilations)} '
-                f'must each have num_stages={num_stages} entries')
+                f'MetaResNet: strides {tuple(strides)} and dilations '
+                f'{tuple(dilations)} must each have num_stages={num_stages} '
+                'entries; give one stride and one dilation per stage')
         for index in out_indices:
             if index not in range(num_stages):
-                raise ValueError(f'out_indices must be in range({num_stages})'
-                                 f', got {index!r} in {tuple(out_indices)}')
+                raise ValueError(
+                    f'MetaResNet: out_indices must be stage indices in '
+                    f'range({num_stages}) (num_stages={num_stages}), got '
+                    f'{index!r} in {tuple(out_indices)}')
         if frozen_stages not in range(-1, num_stages + 1):
-            raise ValueError(f'frozen_stages must be in -1..{num_stages}, got '
+            raise ValueError(f'MetaResNet: frozen_stages must be in '
+                             f'-1..{num_stages} (-1 freezes nothing), got '
                              f'{frozen_stages!r}')
         for name, value in (('in_channels', in_channels),
                             ('stem_channels', stem_channels),
@@ -196,7 +202,8 @@ class MetaResNet(BaseScaleAdaptiveBackbone):
                             ('stem_kernel_size', stem_kernel_size),
                             ('stem_stride', stem_stride)):
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f'{name} must be a positive int, got {value!r}')
+                raise ValueError(f'MetaResNet: {name} must be a positive '
+                                 f'int, got {value!r}')
         self.depth = depth
         self.stem_channels = stem_channels
         self.stem_kernel_size = stem_kernel_size

@@ -88,8 +88,10 @@ class SANClassifier(ImageClassifier):
             data_preprocessor = dict(data_preprocessor or {})
             data_preprocessor.setdefault('type', 'SANDataPreprocessor')
         if loss_reduction not in LOSS_REDUCTIONS:
-            raise ValueError(f'unknown loss_reduction {loss_reduction!r}; '
-                             f'expected one of {list(LOSS_REDUCTIONS)}')
+            raise ValueError(
+                f'unknown SANClassifier loss_reduction {loss_reduction!r}; '
+                f'expected one of {list(LOSS_REDUCTIONS)}: set '
+                "model.loss_reduction to 'sum' (the reference) or 'mean'")
         super().__init__(backbone, neck, head, pretrained, train_cfg,
                          data_preprocessor, init_cfg)
         if not isinstance(self.backbone, BaseScaleAdaptiveBackbone):
@@ -102,15 +104,19 @@ class SANClassifier(ImageClassifier):
                 'SANClassifier needs SANDataPreprocessor (it normalises each '
                 'size separately); got '
                 f'{type(self.data_preprocessor).__name__}, which would pad '
-                'and stack the sizes into one tensor')
+                'and stack the sizes into one tensor; set '
+                "data_preprocessor=dict(type='SANDataPreprocessor', ...) or "
+                'leave its type out (SANClassifier defaults to it)')
         num_sizes = len(self.backbone.train_sizes)
         if num_sampled_sizes is not None and not (
                 isinstance(num_sampled_sizes, int)
                 and 0 <= num_sampled_sizes < num_sizes):
             raise ValueError(
                 f'num_sampled_sizes must be an int in 0..{num_sizes - 1} (the '
-                'number of sizes drawn besides the largest), got '
-                f'{num_sampled_sizes!r}')
+                'number of sizes drawn besides the largest of the '
+                f'{num_sizes} train_sizes), got {num_sampled_sizes!r}; set '
+                'it in that range, or to None to train every size every '
+                'iteration')
         self.distill = MODELS.build(distill) if isinstance(distill,
                                                            dict) else distill
         self.loss_reduction = loss_reduction
@@ -169,8 +175,10 @@ class SANClassifier(ImageClassifier):
                       'loss is built by a caller other than '
                       'SANClassifier.train_step (e.g. a DDP wrapper other '
                       'than SANDistributedDataParallel); gradients are the '
-                      'same, memory is not saved', logger='current',
-                      level=logging.WARNING)
+                      'same, memory is not saved. Use model_wrapper_cfg='
+                      "dict(type='SANDistributedDataParallel') to save it, or "
+                      'set backward_per_size=False to silence this',
+                      logger='current', level=logging.WARNING)
         terms = {}
         for _, size_terms in self.losses_per_size(inputs, data_samples):
             terms.update(size_terms)
@@ -190,7 +198,10 @@ class SANClassifier(ImageClassifier):
         inputs = self.select_sizes(list(inputs))
         sizes = [self.input_size(x) for x in inputs]
         if len(set(sizes)) != len(sizes):
-            raise ValueError(f'each size must appear once, got sizes {sizes}')
+            raise ValueError(
+                'each training size must appear once per batch, got inputs '
+                f'of sizes {sizes} (shorter sides); pass one batch per '
+                'size, as ResolutionSample produces')
         teachers = []
         for size, x in zip(sizes, inputs):
             cls_score = self.head(self.extract_feat(x))

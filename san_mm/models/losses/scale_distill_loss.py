@@ -45,11 +45,15 @@ class ScaleDistillLoss(nn.Module):
                  loss_weight: float = 1.0):
         super().__init__()
         if mode not in KD_MODES:
-            raise ValueError(f'unknown distillation mode {mode!r}; expected '
-                             f'one of {list(KD_MODES)}')
+            raise ValueError(
+                f'unknown ScaleDistillLoss mode {mode!r}; expected one of '
+                f"{list(KD_MODES)}: set model.distill.mode ('dense' is the "
+                'reference), or model.distill=None for no distillation')
         if not temperature > 0:
-            raise ValueError(f'temperature must be positive, got '
-                             f'{temperature!r}')
+            raise ValueError('ScaleDistillLoss: temperature must be '
+                             f'positive, got {temperature!r}; set '
+                             'model.distill.temperature (1.0 is the '
+                             'reference)')
         self.mode = mode
         self.temperature = float(temperature)
         self.loss_weight = float(loss_weight)
@@ -83,7 +87,10 @@ class ScaleDistillLoss(nn.Module):
             that has a teacher.
         """
         if len(logits) != len(sizes):
-            raise ValueError(f'got {len(logits)} logits for sizes {list(sizes)}')
+            raise ValueError(
+                f'ScaleDistillLoss got {len(logits)} logits for sizes '
+                f'{list(sizes)}; pass one logits tensor per size, largest '
+                'first')
         terms = {}
         for j in range(1, len(logits)):
             term = self.student_loss(logits[:j], logits[j])

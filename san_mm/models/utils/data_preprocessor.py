@@ -62,7 +62,9 @@ class SANDataPreprocessor(ClsDataPreprocessor):
                 if len(shapes) != 1:
                     raise ValueError(
                         'each size must have one image shape across the '
-                        f'batch, got {shapes}')
+                        f'batch, got {shapes}; crop every image to the same '
+                        'sizes in the pipeline (ResolutionSample for '
+                        'training, ResizeCenterCrop for testing)')
                 batches.append(torch.stack(list(images)))
             return batches
         if isinstance(first, torch.Tensor) and first.dim() == 4:

@@ -65,8 +65,10 @@ class MetaConv2d(nn.Conv2d):
                  meta_init: str = 'resnet',
                  cache_size: int = 32):
         if meta_init not in META_INITS:
-            raise ValueError(f'unknown meta_init {meta_init!r}; expected one '
-                             f'of {list(META_INITS)}')
+            raise ValueError(
+                f'unknown meta_init {meta_init!r}; expected one of '
+                f"{list(META_INITS)}: set the backbone's meta_init ('resnet' "
+                "for MetaResNet, 'mobilenet_v2' for MetaMobileNetV2)")
         if not isinstance(scale_context, ScaleContext):
             raise TypeError('scale_context must be a ScaleContext, got '
                             f'{type(scale_context).__name__}')
@@ -144,8 +146,15 @@ class MetaConv2d(nn.Conv2d):
         steps, ``load_state_dict``) bump their version counters, ``.to()`` /
         ``.cuda()`` / ``.half()`` go through ``_apply``, and ``train()``
         switches clear it.
+
+        Under ``torch.compile`` the kernel is always ``B + s * A`` computed in
+        the graph: the cache is an eager-mode saving of one small op per
+        layer, and its validity checks (version counters, data pointers)
+        would break the graph; a compiled graph fuses the op for next to
+        nothing and can never be stale.
         """
-        if self.training or self.weight_residual is None:
+        if (self.training or self.weight_residual is None
+                or torch.compiler.is_compiling()):
             return self.generate_kernel(encoding)
         needs_grad = torch.is_grad_enabled() and (
             self.weight.requires_grad or self.weight_residual.requires_grad)

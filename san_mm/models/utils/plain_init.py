@@ -49,8 +49,11 @@ def plain_to_san_state_dict(module: nn.Module, plain: Dict[str, torch.Tensor]
 
 
 def load_plain_into_san(module: nn.Module, plain: Dict[str, torch.Tensor],
-                        required_prefix: str = '') -> List[str]:
+                        required_prefix: str = '',
+                        source: str = 'the checkpoint') -> List[str]:
     """Load ``plain`` into ``module`` (a SAN backbone or classifier).
+
+    ``source`` names the checkpoint in error messages.
 
     Raises:
         KeyError: if a key under ``required_prefix`` (e.g. ``'backbone.'``)
@@ -64,18 +67,38 @@ def load_plain_into_san(module: nn.Module, plain: Dict[str, torch.Tensor],
         # baselines) is a plain network stored with one BN set
         if any(re.search(r'\.sets\.[1-9]\d*\.', k) for k in plain) or any(
                 k.endswith('weight_residual') for k in plain):
-            raise ValueError('the checkpoint is a multi-size or meta SAN '
-                             'model, not a plain network; load it directly')
+            num_sets = 1 + max(
+                (int(m.group(1)) for k in plain
+                 for m in [re.search(r'\.sets\.(\d+)\.', k)] if m),
+                default=0)
+            meta = any(k.endswith('weight_residual') for k in plain)
+            raise ValueError(
+                f'{source} is a SAN model ({num_sets} private BN set'
+                f'{"s" if num_sets > 1 else ""}'
+                f'{", generated convs" if meta else ""}), not a plain '
+                "network: load it with init_cfg=dict(type='Pretrained', "
+                'checkpoint=...) or load_from instead of PretrainedFromPlain, '
+                'with the train_sizes and use_meta_network it was trained '
+                'with')
         plain = {plain_source_key(k): v for k, v in plain.items()}
     state, kept = plain_to_san_state_dict(module, plain)
     missing = [k for k in kept if k.startswith(required_prefix)
                and not k.startswith('data_preprocessor')]
     if missing:
+        if not hasattr(module, 'backbone') and any(
+                k.startswith('backbone.') for k in plain):
+            hint = ("its keys start with 'backbone.' (a classifier "
+                    "checkpoint): add prefix='backbone.' to the backbone's "
+                    'init_cfg')
+        else:
+            hint = ('check that the config builds the same architecture '
+                    '(depth / widen_factor, stem and base channels) as the '
+                    'plain model')
         raise KeyError(
             f'{len(missing)} tensors of the SAN model have no counterpart of '
-            f'the same shape in the plain checkpoint (different '
-            f'architecture or width?), e.g. {missing[:5]} <- '
-            f'{[plain_source_key(k) for k in missing[:5]]}')
+            f'the same shape in {source} (different architecture or '
+            f'width?), e.g. {missing[:5]} <- '
+            f'{[plain_source_key(k) for k in missing[:5]]}; {hint}')
     module.load_state_dict(state, strict=True)
     return kept
 
@@ -93,9 +116,12 @@ class PretrainedFromPlainInit(PretrainedInit):
         if self.prefix:
             state = {k[len(self.prefix):]: v for k, v in state.items()
                      if k.startswith(self.prefix)}
+        # A classifier's backbone must be fully covered; a backbone (loaded
+        # with or without prefix) entirely.
+        whole_model = hasattr(module, 'backbone') and not self.prefix
         kept = load_plain_into_san(
-            module, state,
-            required_prefix='' if self.prefix else 'backbone.')
+            module, state, required_prefix='backbone.' if whole_model else '',
+            source=f'checkpoint {self.checkpoint}')
         print_log(f'initialised {type(module).__name__} from plain checkpoint '
                   f'{self.checkpoint} (B = kernel, A = 0, every BN set = the '
                   f'BN); kept as built: {kept or "nothing"}', logger='current')

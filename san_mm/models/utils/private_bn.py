@@ -73,7 +73,17 @@ class PrivateBatchNorm2d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         selection = self.scale_context.require_state(type(self).__name__).bn
         if selection.kind == 'set':
-            return self.sets._modules[self._set_keys[selection.index]](x)
+            bn = self.sets._modules[self._set_keys[selection.index]]
+            if (bn.training or bn.running_mean is None or bn._forward_hooks
+                    or bn._forward_pre_hooks):
+                return bn(x)
+            # Inference: the set's statistics straight into F.batch_norm, as
+            # BatchNorm2d does in eval mode, without a second module call
+            # and BatchNorm's training bookkeeping: what a private BN costs
+            # over a plain one per forward (batch 1 on CPU, small GPU
+            # batches) is a dict lookup.
+            return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight,
+                                bn.bias, False, 0.0, bn.eps)
         if selection.kind == 'interpolate':
             return self._interpolated_forward(x, selection.index,
                                               selection.upper_index,
@@ -107,8 +117,10 @@ class PrivateBatchNorm2d(nn.Module):
     def _interpolated_forward(self, x, lower, upper, alpha):
         p = self.interpolated_parameters(lower, upper, alpha)
         if p['running_mean'] is None:
-            raise RuntimeError('data-free BN interpolation needs running '
-                               'statistics (track_running_stats=True)')
+            raise RuntimeError(
+                'data-free BN interpolation needs running statistics, but '
+                'the BN was built with track_running_stats=False: remove it '
+                "from norm_cfg, or use inference_mode='proxy' / 'ideal'")
         return F.batch_norm(x, p['running_mean'], p['running_var'],
                             p['weight'], p['bias'], False, 0.0, p['eps'])
 

@@ -6,7 +6,6 @@ this module uses the general linear rule ``s(r) = max_encoding * r / reference_s
 reference size defaults to the largest training size), which reproduces the official encodings
 and extends to any number of training sizes and to unseen test sizes (ideal inference).
 """
-import bisect
 import numbers
 from typing import Iterable, List, Optional, Sequence, Tuple
 
@@ -32,22 +31,24 @@ def validate_sizes(sizes, name: str = 'train_sizes') -> Tuple[int, ...]:
         sizes = [sizes]
     if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Iterable):
         raise TypeError(f'{name} must be a list of integer resolutions, '
-                        f'got {sizes!r}')
+                        f'got {sizes!r}; write it as e.g. {name}=[224, 160]')
     sizes = list(sizes)
     if not sizes:
         raise ValueError(f'{name} must contain at least one resolution, '
-                         f'got {sizes!r}')
+                         f'got {sizes!r}; give e.g. {name}=[224, 160]')
     for size in sizes:
         if isinstance(size, bool) or not isinstance(size, numbers.Integral):
             raise TypeError(f'{name} must contain integer resolutions in '
-                            f'pixels, got {size!r} in {sizes!r}')
+                            f'pixels, got {size!r} in {sizes!r}; round it to '
+                            'a whole number of pixels')
         if size <= 0:
             raise ValueError(f'{name} must contain positive resolutions, got '
-                             f'{size!r} in {sizes!r}')
+                             f'{size!r} in {sizes!r}; remove it')
     duplicates = sorted({s for s in sizes if sizes.count(s) > 1})
     if duplicates:
         raise ValueError(f'{name} must not repeat a resolution, got '
-                         f'{duplicates} more than once in {sizes!r}')
+                         f'{duplicates} more than once in {sizes!r}; list '
+                         'each size once')
     return tuple(sorted((int(s) for s in sizes), reverse=True))
 
 
@@ -76,14 +77,16 @@ class ScaleEncoder:
                  reference_size: Optional[int] = None):
         self.train_sizes = validate_sizes(train_sizes)
         if not isinstance(max_encoding, numbers.Real) or max_encoding <= 0:
-            raise ValueError('max_encoding must be a positive number, got '
-                             f'{max_encoding!r}')
+            raise ValueError(
+                'scale_encoding: max_encoding must be a positive number, got '
+                f'{max_encoding!r}; the official value is 0.7 (the encoding '
+                'of the largest training size)')
         if reference_size is None:
             reference_size = self.train_sizes[0]
         validate_sizes([reference_size], 'reference_size')
         self.max_encoding = float(max_encoding)
         self.reference_size = int(reference_size)
-        # ascending copy for bisect
+        # ascending copy for neighbours()
         self._ascending: List[int] = sorted(self.train_sizes)
 
     def encode(self, size: int) -> float:
@@ -126,7 +129,9 @@ class ScaleEncoder:
             return asc[0], asc[0], 1.0
         if size >= asc[-1]:
             return asc[-1], asc[-1], 1.0
-        pos = bisect.bisect_left(asc, size)
+        # A linear scan, not bisect: a handful of sizes, and torch.compile
+        # traces it (it cannot trace the C builtin _bisect).
+        pos = next(i for i, s in enumerate(asc) if s >= size)
         if asc[pos] == size:
             return size, size, 1.0
         lower, upper = asc[pos - 1], asc[pos]

@@ -27,8 +27,10 @@ INFERENCE_MODES = ('proxy', 'ideal', 'calibrated', 'data_free')
 def check_inference_mode(mode: str) -> str:
     """Return ``mode`` if it is a known inference mode, else raise."""
     if mode not in INFERENCE_MODES:
-        raise ValueError(f'unknown inference mode {mode!r}; expected one of '
-                         f'{list(INFERENCE_MODES)}')
+        raise ValueError(
+            f'unknown inference mode {mode!r}; expected one of '
+            f'{list(INFERENCE_MODES)}: set the backbone\'s inference_mode '
+            '(with tools/test.py: --cfg-options inference_mode=calibrated)')
     return mode
 
 
@@ -134,9 +136,10 @@ class ScalePolicy:
         if training:
             raise ValueError(
                 f'training forward at resolution {size}, but this network has '
-                f'private BN only for its train_sizes {list(encoder.train_sizes)}: '
-                'resize training images to those sizes (ResolutionSample), or '
-                'call the model in eval mode')
+                'private BN only for its train_sizes '
+                f'{list(encoder.train_sizes)}: resize training images to '
+                f'those sizes (ResolutionSample), add {size} to train_sizes, '
+                'or call model.eval() to run other sizes')
         nearest = encoder.nearest(size)
         nearest_bn = BNSelection('set', encoder.index(nearest))
         if self.mode == 'proxy':
@@ -154,7 +157,9 @@ class ScalePolicy:
                 ('uncalibrated', size),
                 f'no calibrated BN statistics for resolution {size} '
                 f'(calibrated: {sorted(calibrated_sizes)}); using data-free '
-                'BN interpolation instead')
+                'BN interpolation instead. Calibrate it once with `python '
+                f'tools/calibrate_bn.py CONFIG CKPT --sizes {size} --out '
+                'CKPT_CAL`, or keep PerSizeBNHook in custom_hooks')
         return ScaleState(size, encoding, self._interpolated_bn(size))
 
     def calibration_state(self, size: int) -> ScaleState:
@@ -171,7 +176,8 @@ class ScalePolicy:
                 ('out_of_range', size),
                 f'resolution {size} is outside the trained range '
                 f'{min(encoder.train_sizes)}..{max(encoder.train_sizes)}; '
-                'data-free BN uses the nearest end')
+                'data-free BN uses the nearest end (inference_mode='
+                "'calibrated' with tools/calibrate_bn.py fits BN to it)")
         lower, upper, alpha = encoder.neighbours(size)
         return BNSelection('interpolate', encoder.index(lower),
                            upper_index=encoder.index(upper), alpha=alpha)

@@ -38,8 +38,12 @@ def forward(net, size, mode, seed=1):
 def test_every_mode_equals_proxy_at_training_sizes(size):
     net = trained_like()
     proxy = forward(net, size, 'proxy')
+    # At a training size every mode selects the same encoding and BN set (the
+    # data-free blend at an end point is the set itself): the same float ops,
+    # exact (measured 0).
     for mode in ('ideal', 'calibrated', 'data_free'):
-        torch.testing.assert_close(forward(net, size, mode), proxy)
+        torch.testing.assert_close(forward(net, size, mode), proxy, atol=0,
+                                   rtol=0)
 
 
 def test_ideal_differs_from_proxy_only_through_the_encoding():
@@ -50,6 +54,8 @@ def test_ideal_differs_from_proxy_only_through_the_encoding():
     proxy_state = net.resolve_scale(200)
     assert not torch.allclose(ideal, proxy)
     assert ideal_state.bn == proxy_state.bn  # BN of 192 in both
+    # encodings: a few float64 ops (error ~1e-16); approx's default rel 1e-6
+    # is far above that and far below the 0.025 between neighbouring sizes
     assert ideal_state.encoding == pytest.approx(0.625)
     assert proxy_state.encoding == pytest.approx(0.6)
 
@@ -57,6 +63,8 @@ def test_ideal_differs_from_proxy_only_through_the_encoding():
 def test_midpoint_kernel_is_mean_of_neighbour_kernels():
     net = trained_like()
     encode = net.scale_encoder.encode
+    # B + 0.65 A vs the mean of B + 0.6 A and B + 0.7 A: a few roundings
+    # (measured 1.2e-7 on values ~1.7), default float32 tolerance
     for conv in net.meta_convs():
         mid = conv.generate_kernel(encode(208))
         torch.testing.assert_close(
@@ -70,7 +78,10 @@ def test_data_free_end_points_equal_the_neighbours():
         for alpha, expected in ((0.0, bn.sets[2]), (1.0, bn.sets[1])):
             params = bn.interpolated_parameters(2, 1, alpha)
             for name in ('weight', 'bias', 'running_mean', 'running_var'):
-                torch.testing.assert_close(params[name], getattr(expected, name))
+                # lerp is exact at its end points
+                torch.testing.assert_close(params[name],
+                                           getattr(expected, name), atol=0,
+                                           rtol=0)
     state = net.scale_policy.__class__(net.scale_encoder, 'data_free').resolve(176)
     assert (state.bn.index, state.bn.upper_index, state.bn.alpha) == (2, 1, 0.5)
 
@@ -117,8 +128,10 @@ def test_calibration_is_deterministic_and_survives_save_load(tmp_path):
     fresh = trained_like(seed=5)
     fresh.load_state_dict(torch.load(path, weights_only=True)['state_dict'])
     assert fresh.calibrated_sizes == [176]
+    # the same tensors through the same ops: exact
     torch.testing.assert_close(forward(fresh, 176, 'calibrated'),
-                               forward(first, 176, 'calibrated'))
+                               forward(first, 176, 'calibrated'), atol=0,
+                               rtol=0)
 
 
 def test_get_model_forward_at_unseen_size_uses_configured_mode():
@@ -137,5 +150,7 @@ def test_get_model_forward_at_unseen_size_uses_configured_mode():
         expected_kind = 'interpolate' if mode == 'data_free' else 'set'
         assert state.bn.kind == expected_kind
         expected_encoding = 0.7 * (18 if mode == 'proxy' else 20) / 32
+        # float64 arithmetic (~1e-16) vs approx's rel 1e-6; sizes 18 and 20
+        # differ by 0.044
         assert state.encoding == pytest.approx(expected_encoding)
     assert not torch.allclose(outputs['proxy'], outputs['ideal'])

@@ -89,6 +89,7 @@ def test_forward_at_training_size_uses_its_private_bn():
     tracked = [int(s.num_batches_tracked) for s in net.bn1.sets]
     assert tracked == [0, 0, 1, 0, 0]
     state = net.scale_context.state
+    # float64 encoding (~1e-16) vs approx's rel 1e-6; neighbours 0.1 apart
     assert state.size == 160 and state.encoding == pytest.approx(0.5)
 
 
@@ -107,7 +108,7 @@ def test_train_sizes_any_number_kept_largest_first():
     net = tiny(18, train_sizes=[18, 28, 20])
     assert net.train_sizes == (28, 20, 18)
     assert net.bn1.num_sets == 3
-    assert net.scale_encoder.encode(20) == pytest.approx(0.5)
+    assert net.scale_encoder.encode(20) == pytest.approx(0.5)  # as above
     with pytest.raises(ValueError, match=r'\[28\] more than once'):
         tiny(18, train_sizes=[28, 28])
 
@@ -209,6 +210,122 @@ def test_checkpoint_of_other_sizes_or_meta_setting_is_refused(tmp_path):
     load_checkpoint(same, str(path))
     assert torch.equal(same.layer1[0].conv1.weight_residual,
                        three.layer1[0].conv1.weight_residual)
+
+
+def plain_classifier_checkpoint(tmp_path, backbone, channels):
+    """A tiny mmpretrain ImageClassifier checkpoint, as the model zoo's."""
+    plain = MODELS.build(dict(
+        type='ImageClassifier', backbone=backbone,
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=3, in_channels=channels)))
+    path = tmp_path / 'plain.pth'
+    torch.save({'state_dict': plain.state_dict(), 'meta': {}}, path)
+    return str(path)
+
+
+@pytest.mark.parametrize('prefix', ['backbone.', None])
+@pytest.mark.parametrize('use_meta_network', [True, False])
+def test_plain_checkpoint_through_pretrained_points_to_plain_init(
+        tmp_path, prefix, use_meta_network):
+    # mmpretrain habit: init_cfg=dict(type='Pretrained', ...) on the backbone
+    path = plain_classifier_checkpoint(
+        tmp_path, dict(type='ResNet', depth=18, **TINY_RESNET), 32)
+    net = tiny(18, use_meta_network=use_meta_network, init_cfg=dict(
+        type='Pretrained', checkpoint=path, prefix=prefix))
+    with pytest.raises(ValueError, match=(
+            r'plain mmpretrain ResNet checkpoint \(no generated-conv '
+            r'residuals .*one BN per layer.*\), which MetaResNet cannot load '
+            r'as it is; start SAN from it with the '
+            r"backbone's init_cfg=dict\(type='PretrainedFromPlain', "
+            r"checkpoint=\.\.\., prefix='backbone\.'\) \(see "
+            r'configs/finetune/\)')):
+        net.init_weights()
+    # ... and the advice works
+    tiny(18, use_meta_network=use_meta_network, init_cfg=dict(
+        type='PretrainedFromPlain', checkpoint=path,
+        prefix='backbone.')).init_weights()
+
+
+def test_plain_checkpoint_into_whole_model_points_to_model_init_cfg(
+        tmp_path):
+    path = plain_classifier_checkpoint(
+        tmp_path, dict(type='MobileNetV2', widen_factor=0.25), 1280)
+    model = dict(
+        type='SANClassifier',
+        backbone=dict(type='MetaMobileNetV2', widen_factor=0.25),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=3, in_channels=1280))
+    san = MODELS.build(dict(model, init_cfg=dict(type='Pretrained',
+                                                 checkpoint=path)))
+    with pytest.raises(ValueError, match=(
+            r"plain mmpretrain MobileNetV2 checkpoint.*model=dict\(init_cfg="
+            r"dict\(type='PretrainedFromPlain', checkpoint=\.\.\.\)\) instead "
+            r'of load_from / Pretrained \(as configs/finetune/ does\)')):
+        san.init_weights()
+    MODELS.build(dict(model, init_cfg=dict(
+        type='PretrainedFromPlain', checkpoint=path))).init_weights()
+
+
+def test_no_meta_ablation_checkpoint_says_which_switch_to_set():
+    ablation = tiny(18, train_sizes=[64, 32], use_meta_network=False)
+    with pytest.raises(ValueError, match=(
+            r'trained without the meta network \(private BN sets but no '
+            r'generated-conv `weight_residual` tensors.*\), but this '
+            r'MetaResNet has use_meta_network=True: set '
+            r'use_meta_network=False in the backbone config')):
+        tiny(18, train_sizes=[64, 32]).load_state_dict(ablation.state_dict())
+    with pytest.raises(ValueError, match=(
+            r'trained with the meta network.*use_meta_network=False: set '
+            r'use_meta_network=True')):
+        ablation.load_state_dict(tiny(18, train_sizes=[64, 32]).state_dict())
+
+
+def test_bn_set_count_mismatch_names_both_and_the_fix():
+    three = tiny(18, train_sizes=[64, 48, 32]).state_dict()
+    with pytest.raises(ValueError, match=(
+            r'checkpoint has 3 private BN sets \(one per training size\), '
+            r'but this MetaResNet has 2 training sizes, train_sizes=\[96, '
+            r'80\]: set train_sizes to the 3 sizes the checkpoint was '
+            r'trained with \(in the same order, largest first\)$')):
+        tiny(18, train_sizes=[80, 96]).load_state_dict(three)
+    # A one-size model without meta network is a plain start point.
+    one = tiny(18, train_sizes=[64], use_meta_network=False).state_dict()
+    with pytest.raises(ValueError, match=(
+            r'has 1 private BN set .*5 training sizes.*the 1 size the '
+            r'checkpoint.*one-size model without meta network.*'
+            r"PretrainedFromPlain")):
+        tiny(18).load_state_dict(one)
+
+
+def test_too_small_sizes_say_what_to_change():
+    with pytest.raises(ValueError, match=(
+            r'training size 16 is too small .*at least 17 .*; remove it from '
+            r'train_sizes=\[32, 16\]$')):
+        tiny(18, train_sizes=[32, 16])
+    with pytest.raises(ValueError, match=(
+            r'size 12 is too small.*; resize the images to at least 17 '
+            'pixels$')):
+        tiny(18).eval()(torch.rand(1, 3, 12, 12))
+    with pytest.raises(ValueError, match=r'got shape \(3, 32, 32\); add the '
+                       r'batch dimension'):
+        tiny(18).eval()(torch.rand(3, 32, 32))
+
+
+def test_classifier_checkpoint_into_backbone_asks_for_prefix(tmp_path):
+    san = MODELS.build(dict(
+        type='SANClassifier',
+        backbone=dict(type='MetaResNet', depth=18, **TINY_RESNET),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=3, in_channels=32)))
+    path = tmp_path / 'san.pth'
+    torch.save({'state_dict': san.state_dict()}, path)
+    net = tiny(18, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    with pytest.raises(ValueError, match=(
+            r"whole classifier \(keys such as 'backbone\..*add "
+            r"prefix='backbone\.' to the backbone's init_cfg")):
+        net.init_weights()
+    tiny(18, init_cfg=dict(type='Pretrained', checkpoint=str(path),
+                           prefix='backbone.')).init_weights()
 
 
 @pytest.mark.parametrize('build, stride', [

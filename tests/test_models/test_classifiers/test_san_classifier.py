@@ -31,10 +31,15 @@ def test_loss_terms_per_size_and_hand_sum():
     # the same terms from the logits at each size (train-mode BN again)
     logits = [model(x, mode='tensor') for x in inputs]
     labels = torch.tensor([0, 1, 2, 0])
+    # Same logits bit for bit (train-mode BN recomputes the same batch
+    # statistics); only the cross-entropy's mean over 4 samples is reduced
+    # differently (mmpretrain: reduction='none', then mean): a few float32
+    # roundings, measured <= 1.4e-7 relative over 5 seeds x {1, 2} threads.
+    # Bound 1e-5 (70x); a wrong size's logits or a missing term is >= 1e-2.
     for size, z in zip((32, 24, 18), logits):
         ce = torch.nn.functional.cross_entropy(z, labels)
         assert losses[f'loss_ce@{size}'].item() == pytest.approx(ce.item(),
-                                                                 rel=1e-4)
+                                                                 rel=1e-5)
 
 
 def test_unsorted_inputs_are_ordered_largest_first():
@@ -50,9 +55,12 @@ def test_mean_reduction_divides_by_number_of_sizes():
     summed = build().loss(inputs, data_samples)
     torch.manual_seed(1)
     mean = build(loss_reduction='mean').loss(inputs, data_samples)
+    # Same weights and forward, so the only difference is one float32 rounding
+    # of v / 3 (<= 2^-24 = 6e-8 relative; measured 3.7e-8 over 5 seeds x {1, 2}
+    # threads): bound 1e-6 (16x); a wrong divisor is off by >= 25%.
     for key in summed:
         assert mean[key].item() == pytest.approx(summed[key].item() / 3,
-                                                 rel=1e-5)
+                                                 rel=1e-6)
 
 
 def test_no_distillation():
@@ -96,10 +104,34 @@ def test_refuses_plain_backbone_and_stock_preprocessor():
         build(loss_reduction='max')
 
 
-def assert_close_relative(actual, expected, name, tolerance=1e-5):
-    """Equal up to float32 summation order: relative to the tensor's norm."""
-    error = (actual - expected).norm() / expected.norm().clamp_min(1e-12)
+# Per-size and joint backward add the same terms in different orders (and
+# scale_loss divides by the accumulation count, which is multiplied back).
+# In float32 that rounding, amplified by BN over as few as 4 values and by
+# momentum, reached relative errors of 2e-4 on near-zero BN biases (5 seeds x
+# {1, 2} threads): too close to any bound that still catches small bugs. In
+# float64 the same comparison measured <= 5e-15 (gradients) and <= 3e-13 (the
+# weights after two momentum steps), whatever the thread count; a bug as small
+# as distillation weighted 1.001 instead of 1 gives >= 1.8e-3 (gradients) and
+# >= 1e-1 (weights), dropping a distillation term >= 0.6.
+FLOAT64_TOLERANCE = 1e-9  # >= 3000x the float64 rounding measured above
+
+
+def assert_close_relative(actual, expected, name,
+                          tolerance=FLOAT64_TOLERANCE):
+    """Equal up to float64 summation order, relative to the tensor's norm."""
+    assert actual.dtype == expected.dtype == torch.float64, name
+    error = (actual - expected).norm() / expected.norm().clamp_min(1e-300)
     assert error < tolerance, f'{name}: relative error {error:.2e}'
+
+
+def float64(model):
+    """``model`` in float64, including what its data preprocessor returns
+    (mmpretrain's preprocessor always makes float32 images)."""
+    model.double()
+    model.data_preprocessor.register_forward_hook(
+        lambda module, args, out: dict(
+            out, inputs=[x.double() for x in out['inputs']]))
+    return model
 
 
 def joint_gradients(model, inputs, data_samples):
@@ -120,10 +152,11 @@ def joint_gradients(model, inputs, data_samples):
 def test_per_size_backward_gives_the_joint_gradients(options):
     from mmengine.optim import OptimWrapper
     import copy
-    joint = build(**options)
+    joint = float64(build(**options))
     per_size = copy.deepcopy(joint)
     per_size.backward_per_size = True
     inputs, data_samples = batch()
+    inputs = [x.double() for x in inputs]
     expected, losses = joint_gradients(joint, inputs, data_samples)
     # accumulative_counts=3: after one iteration no step is taken (if the
     # three backward passes counted as three iterations, it would step and
@@ -137,15 +170,17 @@ def test_per_size_backward_gives_the_joint_gradients(options):
         # scale_loss divides by the accumulation count
         assert_close_relative(param.grad * 3, expected[name], name)
     assert set(log_vars) == {'loss'} | set(losses)
+    # 5 positive float64 terms summed in two orders: ~1e-16 relative (a
+    # missing or doubled term is >= 1e-2)
     assert log_vars['loss'].item() == pytest.approx(
-        sum(v.item() for v in losses.values()), rel=1e-5)
+        sum(v.item() for v in losses.values()), rel=1e-12)
     assert not any(v.requires_grad for v in log_vars.values())
 
 
 def test_per_size_train_step_equals_joint_train_step():
     from mmengine.optim import OptimWrapper
     import copy
-    joint = build()
+    joint = float64(build())
     per_size = copy.deepcopy(joint)
     per_size.backward_per_size = True
     torch.manual_seed(1)
@@ -161,8 +196,8 @@ def test_per_size_train_step_equals_joint_train_step():
             model.train_step(copy.deepcopy(data), wrapper)
     for (name, a), b in zip(joint.state_dict().items(),
                             per_size.state_dict().values()):
-        if a.is_floating_point():  # two momentum steps amplify rounding
-            assert_close_relative(b, a, name, tolerance=1e-4)
+        if a.is_floating_point():  # float64: see FLOAT64_TOLERANCE
+            assert_close_relative(b, a, name)
         else:
             assert torch.equal(a, b), name
 

@@ -24,6 +24,10 @@ def logits(k=3, n=4, c=5):
     return [torch.randn(n, c, requires_grad=True) for _ in range(k)]
 
 
+# torch's float32 log_softmax / kl_div vs the float64 hand computation:
+# measured <= 1.1e-6 relative over 300 random logit sets (scales 1-4, T 1 and
+# 4), 1.3e-7 on the logits used here; rel=1e-5 is >= 10x that, and a reversed
+# KL, a missing T^2 or a mean over classes instead of the batch is >= 1e-1 off.
 def test_dense_top_down_matches_hand_computation():
     z = logits()
     terms = ScaleDistillLoss('dense')(z, [32, 24, 16])

@@ -18,6 +18,11 @@ def views(n=2, sizes=(8, 4)):
              for s in sizes] for _ in range(n)]
 
 
+# Both sides compute (x - mean) / std in float32 (mmpretrain's preprocessor
+# does): equal today; default float32 tolerance in case mmpretrain reorders
+# the arithmetic (e.g. multiplies by 1 / std: ~1e-5 on values ~120, within
+# its 1e-5 + 1.3e-6 * |x|). Normalising with another size's or no statistics
+# is off by >= 1.
 def expected(batch):
     return (batch.float() - torch.tensor(MEAN).view(1, 3, 1, 1)) / \
         torch.tensor(STD).view(1, 3, 1, 1)

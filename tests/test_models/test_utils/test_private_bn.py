@@ -31,9 +31,9 @@ def test_only_selected_set_is_used_and_updated():
     randomise(bn)
     bn.eval()
     x = torch.randn(2, 4, 3, 3)
-    for index in range(3):
+    for index in range(3):  # the selected set's own forward: exact
         ctx.state = ScaleState(160, 0.5, BNSelection('set', index))
-        torch.testing.assert_close(bn(x), bn.sets[index](x))
+        torch.testing.assert_close(bn(x), bn.sets[index](x), atol=0, rtol=0)
 
 
 def test_interpolation_endpoints_and_midpoint():
@@ -41,9 +41,13 @@ def test_interpolation_endpoints_and_midpoint():
     randomise(bn)
     bn.eval()
     x = torch.randn(2, 4, 3, 3)
+    # At alpha 0 and 1 the blend returns a neighbour's tensors exactly (lerp,
+    # like (1 - a) * x + a * y, is exact at the end points): exact.
     for alpha, expected in ((0.0, bn.sets[2]), (1.0, bn.sets[1])):
         ctx.state = ScaleState(0, 0.5, BNSelection('interpolate', 2, 1, alpha))
-        torch.testing.assert_close(bn(x), expected(x))
+        torch.testing.assert_close(bn(x), expected(x), atol=0, rtol=0)
+    # lerp(a, b, 0.5) vs (a + b) / 2: one or two roundings apart (measured
+    # 3e-8 on values ~2): default float32 tolerance.
     mid = bn.interpolated_parameters(2, 1, 0.5)
     for name in ('weight', 'bias', 'running_mean', 'running_var'):
         torch.testing.assert_close(
@@ -62,6 +66,9 @@ def test_calibration_collects_cumulative_statistics():
         bn(batch)
     stats = bn.calibrated['176']
     expected_mean = torch.stack([b.mean((0, 2, 3)) for b in batches]).mean(0)
+    # cumulative average (momentum 1/n) vs the mean of the batch means: the
+    # same mean up to float32 rounding (measured 1.2e-7 on values ~1), default
+    # tolerance; a moving average with momentum 0.1 would be off by ~1e-1.
     torch.testing.assert_close(stats.running_mean, expected_mean)
     for saved, layer in zip(before, bn.sets):  # training sets untouched
         assert torch.equal(saved, layer.running_mean)
@@ -70,8 +77,9 @@ def test_calibration_collects_cumulative_statistics():
     x = batches[0]
     reference = nn.functional.batch_norm(
         x, stats.running_mean, stats.running_var, bn.sets[1].weight,
-        bn.sets[1].bias, False, 0.0, 1e-5)
-    torch.testing.assert_close(bn(x), reference)
+        bn.sets[1].bias, False, 0.0, 1e-5)  # 1e-5: BatchNorm2d's eps
+    # the same F.batch_norm call on the same tensors: exact
+    torch.testing.assert_close(bn(x), reference, atol=0, rtol=0)
 
 
 def test_calibrated_statistics_load_into_fresh_module():

@@ -5,6 +5,8 @@ from san_mm.models.utils import ScaleEncoder, validate_sizes
 
 def test_official_encodings():
     encoder = ScaleEncoder()
+    # rounding to 10 decimals absorbs float64 rounding (~1e-16) and nothing
+    # else: neighbouring encodings differ by 0.05
     table = {r: round(encoder.encode(r), 10) for r in (224, 192, 160, 128, 96)}
     assert table == {224: 0.7, 192: 0.6, 160: 0.5, 128: 0.4, 96: 0.3}
     # ideal inference encodings of the paper's unseen sizes
@@ -15,6 +17,7 @@ def test_official_encodings():
 def test_configurable_encoding():
     encoder = ScaleEncoder([28, 24, 20], max_encoding=1.0, reference_size=32)
     assert encoder.encode(32) == 1.0
+    # float64 (~1e-16) vs approx's default rel 1e-6; neighbours differ by 0.125
     assert encoder.encode(24) == pytest.approx(0.75)
     # default reference is the largest training size, whatever the order
     assert ScaleEncoder([12, 28, 20]).encode(28) == pytest.approx(0.7)

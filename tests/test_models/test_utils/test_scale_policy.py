@@ -9,6 +9,9 @@ def policy(mode):
 
 @pytest.mark.parametrize('mode', ['proxy', 'ideal', 'calibrated', 'data_free'])
 def test_every_mode_agrees_at_training_sizes(mode):
+    # Encodings are a few float64 ops (error ~1e-16): approx's default rel 1e-6
+    # is far above that and far below the >= 0.025 between neighbouring sizes'
+    # encodings (here and below).
     for index, size in enumerate((224, 192, 160, 128, 96)):
         state = policy(mode).resolve(size)
         assert state.bn == BNSelection('set', index)
@@ -36,8 +39,30 @@ def test_unseen_size_modes():
 def test_training_forward_only_at_training_sizes():
     with pytest.raises(ValueError, match='resolution 200'):
         policy('proxy').resolve(200, training=True)
+    with pytest.raises(ValueError, match=(
+            r'train_sizes \[224, 192, 160, 128, 96\]: resize training images '
+            r'to those sizes \(ResolutionSample\), add 200 to train_sizes, '
+            r'or call model\.eval\(\)')):
+        policy('proxy').resolve(200, training=True)
 
 
 def test_unknown_mode():
     with pytest.raises(ValueError, match="'exact'"):
         policy('exact')
+    with pytest.raises(ValueError, match=(
+            r"unknown inference mode 'exact'; expected one of \['proxy', "
+            r"'ideal', 'calibrated', 'data_free'\]: set the backbone's "
+            r'inference_mode \(with tools/test\.py: --cfg-options '
+            r'inference_mode=calibrated\)')):
+        policy('exact')
+
+
+def test_fallback_warnings_name_the_tool_that_helps():
+    with pytest.warns(UserWarning, match=(
+            r'no calibrated BN statistics for resolution 176.*tools/'
+            r'calibrate_bn\.py CONFIG CKPT --sizes 176 --out CKPT_CAL')):
+        policy('calibrated').resolve(176)
+    with pytest.warns(UserWarning, match=(
+            r'resolution 64 is outside the trained range 96\.\.224.*'
+            r'calibrate_bn\.py')):
+        policy('data_free').resolve(64)

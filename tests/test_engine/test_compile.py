@@ -1,0 +1,159 @@
+"""torch.compile: no graph breaks, one graph per size, compiled equals eager (CPU)."""
+import logging
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+from torch._dynamo.testing import CompileCounter
+
+from san_mm.engine.compile import (allow_graphs, compile_options,
+                                   graphs_for_sizes)
+from san_mm.models.utils import INFERENCE_MODES
+
+TRAIN_SIZES = [32, 28, 24, 20, 16]
+UNSEEN_SIZES = [30, 26, 18]
+# The Fashion-MNIST layout (3x3 stride-2 stem, no max-pool: stride 16).
+RESNET = dict(type='MetaResNet', depth=18, stem_channels=4, base_channels=4,
+              stem_kernel_size=3, stem_pool=False, train_sizes=TRAIN_SIZES,
+              meta_init='kaiming')
+MOBILENET = dict(type='MetaMobileNetV2', widen_factor=0.25,
+                 train_sizes=[32, 24], meta_init='kaiming')
+
+
+def classifier(backbone, channels):
+    torch.manual_seed(0)
+    return MODELS.build(dict(
+        type='SANClassifier', backbone=backbone,
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=3, in_channels=channels),
+        loss_reduction='mean'))
+
+
+@pytest.fixture(autouse=True)
+def fresh_dynamo():
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+@pytest.mark.parametrize('backbone', [RESNET, MOBILENET],
+                         ids=['MetaResNet', 'MetaMobileNetV2'])
+def test_backbones_trace_without_graph_breaks(backbone):
+    net = MODELS.build(backbone).eval()
+    with torch.no_grad():
+        for size in (32, 26):  # a training size and an unseen one
+            explained = torch._dynamo.explain(net)(torch.rand(2, 3, size, size))
+            assert explained.graph_break_count == 0, explained.break_reasons
+            assert explained.graph_count == 1
+
+
+def test_training_step_traces_without_graph_breaks():
+    model = classifier(RESNET, 32).train()
+    inputs = [torch.rand(2, 3, s, s) for s in TRAIN_SIZES]
+    samples = [DataSample().set_gt_label(i) for i in range(2)]
+    explained = torch._dynamo.explain(model.loss)(inputs, samples)
+    assert explained.graph_break_count == 0, explained.break_reasons
+    # The whole multi-size loss, distillation included, is one graph.
+    assert explained.graph_count == 1
+
+
+def test_compile_options_default_to_static_shapes():
+    assert compile_options(Config(dict())) is None
+    assert compile_options(Config(dict(compile=False))) is None
+    assert compile_options(Config(dict(compile=True))) == dict(dynamic=False)
+    assert compile_options(Config(dict(compile=dict(
+        backend='eager', dynamic=True)))) == dict(backend='eager', dynamic=True)
+    with pytest.raises(TypeError, match="compile must be True.*got 'yes'"):
+        compile_options(Config(dict(compile='yes')))
+
+
+def test_one_graph_per_size_and_mode_without_recompile_warnings(caplog):
+    """Training at every size, then evaluation at every training and unseen
+    size in every mode: each (size, mode, train/eval) compiles once, and
+    nothing falls back to eager for hitting dynamo's recompile limit."""
+    model = classifier(RESNET, 32)
+    counter = CompileCounter()
+    allow_graphs(graphs_for_sizes(len(TRAIN_SIZES) + len(UNSEEN_SIZES)))
+    compiled = torch.compile(model, backend=counter, dynamic=False)
+    expected = 0
+    with caplog.at_level(logging.WARNING, logger='torch._dynamo'):
+        model.train()
+        for _ in range(2):
+            for size in TRAIN_SIZES:
+                compiled(torch.rand(2, 3, size, size), mode='tensor')
+        expected += len(TRAIN_SIZES)
+        assert counter.frame_count == expected
+        model.eval()
+        with torch.no_grad():
+            for _ in range(2):
+                for size in TRAIN_SIZES + UNSEEN_SIZES:
+                    compiled(torch.rand(2, 3, size, size), mode='tensor')
+            expected += len(TRAIN_SIZES) + len(UNSEEN_SIZES)
+            assert counter.frame_count == expected
+            for mode in ('ideal', 'data_free'):  # proxy ran above
+                model.backbone.inference_mode = mode
+                for size in UNSEEN_SIZES:
+                    compiled(torch.rand(2, 3, size, size), mode='tensor')
+                expected += len(UNSEEN_SIZES)
+                assert counter.frame_count == expected
+    assert expected > 8  # more than dynamo's default limit
+    assert not [r for r in caplog.records if 'recompile' in r.getMessage()]
+
+
+def calibrate(model, size):
+    with torch.no_grad(), model.backbone.calibrating(size):
+        for seed in range(2):
+            torch.manual_seed(seed)
+            model.backbone(torch.rand(4, 3, size, size))
+
+
+@pytest.mark.parametrize('mode', INFERENCE_MODES)
+def test_every_inference_mode_compiled_equals_eager(mode):
+    """aot_eager runs the traced, functionalised graph: what inductor
+    compiles. Equal to eager up to float32 rounding of reordered ops."""
+    model = classifier(RESNET, 32).eval()
+    model.backbone.inference_mode = mode
+    if mode == 'calibrated':
+        calibrate(model, 26)
+    compiled = torch.compile(model, backend='aot_eager', dynamic=False)
+    with torch.no_grad():
+        for size in (28, 26):
+            x = torch.rand(2, 3, size, size)
+            expected = model(x, mode='tensor')
+            got = compiled(x, mode='tensor')
+            # Same ops in the same order: float32 rounding at most.
+            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_kernels_are_never_stale_when_compiled():
+    """No kernel cache under compile: an optimiser step between two compiled
+    calls is seen by the second (B + s * A is part of the graph)."""
+    model = classifier(RESNET, 32).eval()
+    compiled = torch.compile(model, backend='aot_eager', dynamic=False)
+    x = torch.rand(2, 3, 26, 26)
+    with torch.no_grad():
+        before = compiled(x, mode='tensor')
+        for conv in model.backbone.meta_convs():
+            conv.weight_residual.add_(0.05)
+        after = compiled(x, mode='tensor')
+        torch.testing.assert_close(after, model(x, mode='tensor'),
+                                   rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(before, after)
+
+
+def test_inductor_output_equals_eager():
+    """The real compiler (C++ kernels on CPU) on a two-stage MetaResNet at an
+    unseen size in ideal mode (generated kernels at a new encoding)."""
+    net = MODELS.build(dict(RESNET, num_stages=2, strides=(1, 2),
+                            dilations=(1, 1), out_indices=(1, ),
+                            inference_mode='ideal')).eval()
+    compiled = torch.compile(net, dynamic=False)
+    x = torch.rand(2, 3, 26, 26)
+    with torch.no_grad():
+        expected, got = net(x)[0], compiled(x)[0]
+    error = ((got - expected).norm() / expected.norm()).item()
+    # Inductor fuses and reorders float32 sums: measured 6e-7 relative for
+    # this net (and the full ResNet-18); the issue's bound is 1e-5.
+    assert error <= 1e-5
