@@ -1,7 +1,7 @@
 """Evaluate one checkpoint at many sizes in several inference modes; keep calibrated BN with the model."""
 import copy
 import time
-from typing import Dict, List, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 from mmengine.config import Config
@@ -23,11 +23,54 @@ def _with_mode(cfg: Config, mode: str, calibration_images: int) -> Config:
     return cfg
 
 
+#: Which of the config's dataloaders a sweep evaluates on.
+SWEEP_SPLITS = ('val', 'test')
+
+
+def evaluation_split(cfg: Config, split: str) -> Config:
+    """``cfg`` whose test loop evaluates the config's ``<split>_dataloader``
+    with its ``<split>_evaluator`` (a copy for ``'val'``; ``cfg`` itself for
+    ``'test'``).
+
+    Raises:
+        ValueError: For an unknown split, or ``'val'`` without a
+            ``val_dataloader``.
+    """
+    if split not in SWEEP_SPLITS:
+        raise ValueError(f'split must be one of {list(SWEEP_SPLITS)} (the '
+                         f"config's <split>_dataloader), got {split!r}")
+    if split == 'test':
+        return cfg
+    if not cfg.get('val_dataloader'):
+        raise ValueError(
+            "the sweep evaluates on the config's val_dataloader (split="
+            "'val'), but this config has none: add a val_dataloader on a "
+            'held-out validation split (as configs/_base_/datasets/'
+            'fashion_mnist_san.py does), or print a table measured on the '
+            'test set with --split test')
+    cfg = copy.deepcopy(cfg)
+    cfg.test_dataloader = copy.deepcopy(cfg.val_dataloader)
+    cfg.test_evaluator = copy.deepcopy(cfg.get('val_evaluator')
+                                       or cfg.test_evaluator)
+    return cfg
+
+
 def sweep_sizes(cfg: Config, checkpoint: str, sizes: Sequence[int],
                 modes: Sequence[str] = ('proxy', 'ideal', 'calibrated',
                                         'data_free'),
-                calibration_images: int = 256) -> Dict[str, Dict]:
+                calibration_images: int = 256,
+                split: str = 'val',
+                on_tested: Optional[Callable[[str, Runner], None]] = None
+                ) -> Dict[str, Dict]:
     """Test ``checkpoint`` at every size in every mode (one test run per mode).
+
+    Args:
+        split (str): Evaluate on the config's ``val_dataloader`` (``'val'``,
+            the default: choices made from a sweep belong on validation data)
+            or its ``test_dataloader`` (``'test'``).
+        on_tested (callable, optional): Called as ``on_tested(mode, runner)``
+            after each mode's test run, e.g. to keep the calibrated BN
+            statistics of the ``'calibrated'`` run.
 
     Returns:
         dict: ``{mode: metrics}`` with ``name@size`` keys, as the test loop
@@ -36,13 +79,17 @@ def sweep_sizes(cfg: Config, checkpoint: str, sizes: Sequence[int],
     sizes = list(validate_sizes(sizes, 'sizes'))
     for mode in modes:
         check_inference_mode(mode)
+    cfg = evaluation_split(cfg, split)
     results = {}
     for mode in modes:
         run_cfg = _with_mode(cfg, mode, calibration_images)
         run_cfg.test_cfg.test_sizes = sizes
         run_cfg.load_from = checkpoint
         run_cfg.experiment_name = f'sweep_{mode}_{time.time_ns()}'
-        results[mode] = Runner.from_cfg(run_cfg).test()
+        runner = Runner.from_cfg(run_cfg)
+        results[mode] = runner.test()
+        if on_tested is not None:
+            on_tested(mode, runner)
     return results
 
 
@@ -68,8 +115,11 @@ def calibrate_checkpoint(cfg: Config, checkpoint: str, sizes: Sequence[int],
     backbone = scale_adaptive_backbone(runner, 'calibrate_checkpoint')
     for size in sizes:
         if size in backbone.train_sizes:
-            raise ValueError(f'{size} is a training size: it has its own BN; '
-                             'calibrate only unseen sizes')
+            raise ValueError(
+                f'--sizes {size} is a training size (train_sizes='
+                f'{list(backbone.train_sizes)}): it has its own BN; pass only '
+                'sizes that are not trained on')
+        backbone.check_size_fits(size, '--sizes value', 'remove it')
         hook.calibrate(runner, size)
     model = unwrap_model(runner)
     torch.save({'state_dict': model.state_dict(),

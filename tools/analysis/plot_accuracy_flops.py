@@ -4,7 +4,12 @@
     python tools/analysis/plot_accuracy_flops.py configs/san_mobilenetv2.py san.json \\
         --label "SAN MobileNetV2" --reference mutualnet --out san_vs_mutualnet.png
 
+    python tools/sweep_sizes.py CONFIG CKPT --sizes ... --save-table sized.pth
+    python tools/analysis/plot_accuracy_flops.py CONFIG sized.pth [--all-modes]   # the stored table
+
 Writes the PNG and prints a markdown table (size, MMACs, top-1 per run [and the reference]).
+A checkpoint (.pth) with a size table gives the curve budgeted inference serves (each size at its
+best mode; --all-modes adds one curve per mode) and its stored MACs.
 --reference mutualnet adds the MutualNet MobileNetV2 numbers the SAN paper compares with.
 """
 import argparse
@@ -20,6 +25,8 @@ from mmpretrain import get_model  # noqa: E402
 
 from san_mm.analysis import complexity_per_size, plot_accuracy_vs_size  # noqa: E402
 from san_mm.analysis.plot import sizes_of  # noqa: E402
+from san_mm.apis.size_table import (read_size_table,  # noqa: E402
+                                    size_table_curves)
 
 # Top-1 at 224...96 in steps of 16 (SAN paper's comparison, MobileNetV2).
 REFERENCES = {
@@ -35,7 +42,10 @@ REFERENCES = {
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config', help='config of the model (for MACs)')
-    parser.add_argument('metrics', nargs='+', help='--metrics-out JSON files')
+    parser.add_argument('metrics', nargs='+', help='--metrics-out JSON files, '
+                        'or checkpoints with a size table (.pth)')
+    parser.add_argument('--all-modes', action='store_true', help='size '
+                        'tables: a curve per inference mode, not only the best')
     parser.add_argument('--label', nargs='+', help='one label per file')
     parser.add_argument('--metric', default='accuracy/top1')
     parser.add_argument('--reference', nargs='*', default=[],
@@ -45,9 +55,16 @@ def main():
     labels = args.label or [osp.splitext(osp.basename(m))[0]
                             for m in args.metrics]
     if len(labels) != len(args.metrics):
-        parser.error(f'{len(labels)} labels for {len(args.metrics)} files')
-    curves = {}
+        parser.error(f'--label got {len(labels)} labels for '
+                     f'{len(args.metrics)} metrics files; give one label per '
+                     'file, in the same order, or leave --label out')
+    curves, flops = {}, {}
     for label, path in zip(labels, args.metrics):
+        if path.endswith('.pth'):
+            table = read_size_table(path)
+            curves.update(size_table_curves(table, label, args.all_modes))
+            flops.update({row['size']: row['macs'] for row in table['sizes']})
+            continue
         with open(path) as f:
             curves[label] = sizes_of(json.load(f), args.metric)
     for key in args.reference:
@@ -56,8 +73,10 @@ def main():
     cfg = Config.fromfile(args.config)
     sizes = sorted({s for c in curves.values() for s in c}, reverse=True)
     in_channels = cfg.model.backbone.get('in_channels', 3)
-    flops = {row['size']: row['flops'] for row in complexity_per_size(
-        get_model(cfg), sizes, in_channels)}
+    missing = [size for size in sizes if size not in flops]
+    if missing:
+        flops.update({row['size']: row['flops'] for row in complexity_per_size(
+            get_model(cfg), missing, in_channels)})
     plot_accuracy_vs_size(curves, args.out, flops=flops,
                           train_sizes=cfg.model.backbone.get('train_sizes', ()))
     print('| size | MMACs | ' + ' | '.join(curves) + ' |')
