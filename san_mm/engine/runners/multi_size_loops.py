@@ -13,7 +13,7 @@ from san_mm.models.backbones import BaseScaleAdaptiveBackbone
 from san_mm.models.utils import validate_sizes
 from san_mm.registry import LOOPS
 from san_mm.utils import preserved_random_states, with_transform_arg
-from ..compile import compile_step, prepare_compile
+from ..compile import prepare_compile
 from ..utils import unwrap_model
 
 
@@ -53,9 +53,9 @@ class MultiSizeLoopMixin:
         super().__init__(runner, self._size_cfg(self.test_sizes[0]), evaluator,
                          fp16)
         self._dataloaders[self.test_sizes[0]] = self.dataloader
-        # mmengine compiles train_step only; with `compile` in the config,
-        # evaluation is compiled too (one static graph per size).
-        self._compile_options = prepare_compile(runner, len(self.test_sizes))
+        # mmengine never compiles evaluation; with `compile` in the config
+        # the backbone is compiled (one static graph per size).
+        prepare_compile(runner, len(self.test_sizes))
 
     def run(self) -> dict:
         # Evaluation (calibration crops, dataloader seeds) must not move the
@@ -66,8 +66,6 @@ class MultiSizeLoopMixin:
 
     def _run(self) -> dict:
         stage = self.stage
-        if self._compile_options is not None:
-            compile_step(self.runner, f'{stage}_step', self._compile_options)
         self.runner.call_hook(f'before_{stage}')
         self.runner.call_hook(f'before_{stage}_epoch')
         self.runner.model.eval()

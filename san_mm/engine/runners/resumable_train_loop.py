@@ -76,8 +76,8 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
         if self._resume_hook() is None:
             runner.register_hook(LosslessResumeHook())
         self._resume_pending = True
-        # Built before mmengine compiles train_step: SAN's compile defaults
-        # (static shapes; room for the graphs of every size).
+        # Built before mmengine would compile train_step: with `compile`
+        # in the config, the backbone is compiled instead (engine/compile).
         backbone = getattr(unwrap_model(runner), 'backbone', None)
         prepare_compile(runner, len(getattr(backbone, 'train_sizes', ())))
 
