@@ -14,6 +14,7 @@ import san_mm  # noqa: E402,F401  (registers SAN modules, checkpoint policy)
 from mmengine.runner import Runner  # noqa: E402
 from san_mm.apis import (add_common_args, format_size_table,  # noqa: E402
                          test_config)
+from san_mm.apis.cli import finish_distributed  # noqa: E402
 
 
 def parse_args():
@@ -33,6 +34,8 @@ def main():
     cfg = test_config(args)
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()
+    del runner  # it holds the process group
+    finish_distributed()
     print(format_size_table(metrics))
     if args.metrics_out:
         with open(args.metrics_out, 'w') as f:

@@ -12,6 +12,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import san_mm  # noqa: E402,F401  (registers SAN modules, checkpoint policy)
 from mmengine.runner import Runner  # noqa: E402
 from san_mm.apis import add_common_args, train_config  # noqa: E402
+from san_mm.apis.cli import finish_distributed  # noqa: E402
 
 
 def parse_args():
@@ -34,6 +35,8 @@ def main():
     cfg = train_config(args)
     runner = Runner.from_cfg(cfg)
     runner.train()
+    del runner  # it holds the process group
+    finish_distributed()
 
 
 if __name__ == '__main__':

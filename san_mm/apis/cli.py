@@ -1,6 +1,7 @@
 """What tools/train.py and tools/test.py do, kept in the package so it is tested."""
 import argparse
 import datetime
+import gc
 import os
 import os.path as osp
 
@@ -115,6 +116,36 @@ def setup_distributed(cfg: Config) -> None:
             options['timeout'] = datetime.timedelta(seconds=options['timeout'])
         torch.distributed.init_process_group(backend=dist_cfg['backend'],
                                              **options)
+
+
+def finish_distributed() -> None:
+    """End a distributed run: destroy the process groups and join their threads.
+
+    Call it on every rank at the end of a tool that ran distributed, after
+    the last reference to the runner is dropped (``del runner``); without a
+    process group it does nothing.
+
+    Gloo runs the collectives on worker threads, and a worker drops a finished
+    collective, and its tensors, only after the caller's ``wait()`` returned.
+    A tensor that still has its Python object takes the GIL to release it, and
+    a thread that asks for the GIL while the interpreter shuts down is ended
+    by ``pthread_exit`` inside a ``noexcept`` destructor: ``std::terminate``,
+    "terminate called without an active exception", SIGABRT after a finished
+    run (e.g. rank 1 after the last ``broadcast_object_list`` of the
+    evaluation). ``destroy_process_group()`` alone does not help: it only
+    unregisters the groups, and the worker threads are joined by the group's
+    destructor, when its last reference goes; the runner (the DDP wrapper and
+    its reducer) holds references, in reference cycles. So: collect those,
+    then drop the last Python reference, whose destructor releases the GIL
+    while it joins the threads.
+    """
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    world = dist.group.WORLD  # keeps the group alive through the collection
+    dist.destroy_process_group()
+    gc.collect()
+    del world  # the last reference: joins the worker threads, GIL released
 
 
 def train_config(args) -> Config:

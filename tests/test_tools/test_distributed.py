@@ -8,7 +8,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from san_mm.apis.cli import setup_distributed
+from san_mm.apis.cli import finish_distributed, setup_distributed
 from tests.conftest import REPO
 from tests.test_tools.test_train_test_resume import data_root_options
 
@@ -72,6 +72,47 @@ def test_dist_train_sh_on_two_cpu_processes(image_folder, tmp_path):
             assert error < 1e-9, f'{name}: relative error {error:.2e}'
         else:
             assert torch.equal(per_size[name], expected), name
+
+
+def gloo_threads():
+    names = []
+    for tid in os.listdir('/proc/self/task'):
+        try:
+            with open(f'/proc/self/task/{tid}/comm') as f:
+                names.append(f.read().strip())
+        except OSError:  # the thread ended meanwhile
+            pass
+    return [n for n in names if n.startswith(('pt_gloo', 'gloo'))]
+
+
+@pytest.mark.skipif(not os.path.isdir('/proc/self/task'),
+                    reason='lists the threads through /proc (Linux)')
+def test_finish_distributed_joins_the_gloo_threads():
+    # The tools' runs above ended in SIGABRT ("terminate called without an
+    # active exception") intermittently, when a gloo worker thread
+    # released a finished collective's tensors while the interpreter shut
+    # down; finish_distributed joins those threads first, even though, as
+    # with the runner's DDP wrapper, a reference cycle holds the group.
+    assert not torch.distributed.is_initialized()
+    torch.distributed.init_process_group(
+        'gloo', init_method=f'tcp://127.0.0.1:{free_port()}', rank=0,
+        world_size=1)
+    try:
+        holder = {'group': torch.distributed.group.WORLD}
+        holder['self'] = holder
+        objects = [dict(accuracy=1.0)]
+        torch.distributed.broadcast_object_list(objects, src=0)
+        # (gloo's threads name themselves once started: a worker that ran the
+        # broadcast has)
+        assert gloo_threads()
+        del holder, objects
+        finish_distributed()
+        assert not torch.distributed.is_initialized()
+        assert gloo_threads() == []
+        finish_distributed()  # without a process group: nothing to do
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 def test_cpu_distributed_refuses_sync_bn_and_other_launchers(monkeypatch):
