@@ -22,6 +22,10 @@ def parse_args():
     parser.add_argument('--sizes', type=int, nargs='+', required=True)
     parser.add_argument('--out', required=True)
     parser.add_argument('--calibration-images', type=int, default=256)
+    parser.add_argument(
+        '--calibration-view', choices=['test', 'train'], default='test',
+        help='training images through the test pipeline (default) or the '
+        'training pipeline (random crops and flips, the reference)')
     add_common_args(parser)
     return parser.parse_args()
 
@@ -30,7 +34,8 @@ def main():
     args = parse_args()
     cfg = load_config(args)
     sizes = calibrate_checkpoint(cfg, args.checkpoint, args.sizes, args.out,
-                                 args.calibration_images)
+                                 args.calibration_images,
+                                 args.calibration_view)
     print(f'wrote {args.out}: calibrated BN statistics for sizes {sizes}')
 
 

@@ -5,7 +5,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 from mmengine.config import Config
-from mmengine.runner import Runner
+from mmengine.runner import CheckpointLoader, Runner
 
 from san_mm.engine.hooks import PerSizeBNHook
 from san_mm.engine.utils import scale_adaptive_backbone, unwrap_model
@@ -93,8 +93,14 @@ def sweep_sizes(cfg: Config, checkpoint: str, sizes: Sequence[int],
     return results
 
 
+#: Source checkpoint ``meta`` entries a calibrated checkpoint keeps.
+KEPT_META = ('dataset_meta', 'epoch', 'iter', 'seed', 'experiment_name',
+             'cfg', 'mmengine_version')
+
+
 def calibrate_checkpoint(cfg: Config, checkpoint: str, sizes: Sequence[int],
-                         out_file: str, calibration_images: int = 256) -> List[int]:
+                         out_file: str, calibration_images: int = 256,
+                         calibration_view: str = 'test') -> List[int]:
     """Calibrate BN statistics for ``sizes`` once and save them with the model.
 
     The written checkpoint (``state_dict`` + ``meta``) loads into the same
@@ -111,7 +117,8 @@ def calibrate_checkpoint(cfg: Config, checkpoint: str, sizes: Sequence[int],
     runner = Runner.from_cfg(run_cfg)
     runner.load_or_resume()
     hook = PerSizeBNHook(inference_mode='calibrated',
-                         calibration_images=calibration_images)
+                         calibration_images=calibration_images,
+                         calibration_view=calibration_view)
     backbone = scale_adaptive_backbone(runner, 'calibrate_checkpoint')
     for size in sizes:
         if size in backbone.train_sizes:
@@ -122,8 +129,14 @@ def calibrate_checkpoint(cfg: Config, checkpoint: str, sizes: Sequence[int],
         backbone.check_size_fits(size, '--sizes value', 'remove it')
         hook.calibrate(runner, size)
     model = unwrap_model(runner)
-    torch.save({'state_dict': model.state_dict(),
-                'meta': dict(calibrated_sizes=backbone.calibrated_sizes,
-                             calibration_images=calibration_images,
-                             source_checkpoint=checkpoint)}, out_file)
+    # What the source knew about itself (class names for the inferencers,
+    # epoch, seed, config) travels on; resume state does not (no optimizer).
+    source = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
+    meta = {k: v for k, v in (source.get('meta') or {}).items()
+            if k in KEPT_META}
+    meta.update(calibrated_sizes=backbone.calibrated_sizes,
+                calibration_images=calibration_images,
+                calibration_view=hook.calibration_view,
+                source_checkpoint=checkpoint)
+    torch.save({'state_dict': model.state_dict(), 'meta': meta}, out_file)
     return backbone.calibrated_sizes

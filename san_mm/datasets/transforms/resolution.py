@@ -133,9 +133,17 @@ class ResizeCenterCrop(BaseTransform):
                 f'side) must be in (0, 1], got {crop_ratio!r}; the usual '
                 'ImageNet value is 0.875 (256 -> 224)')
         self.crop_ratio = crop_ratio
-        self.resize = ResizeEdge(scale=int(self.size / crop_ratio),
-                                 edge='short', backend=backend,
-                                 interpolation=interpolation)
+        self.interpolation = interpolation
+        self.backend = backend
+        self.set_size(self.size)
+
+    def set_size(self, size: int) -> None:
+        """Produce ``size`` from now on (e.g. one size per BN calibration,
+        without rebuilding the dataset)."""
+        (self.size, ) = validate_sizes([size], 'size')
+        self.resize = ResizeEdge(scale=int(self.size / self.crop_ratio),
+                                 edge='short', backend=self.backend,
+                                 interpolation=self.interpolation)
         self.crop = CenterCrop(crop_size=self.size)
 
     def transform(self, results: dict) -> dict:

@@ -115,3 +115,15 @@ def test_corrupt_image_file_is_reported_by_path(tmp_path):
     load = TRANSFORMS.build(dict(type='LoadImageFromFile'))
     with pytest.raises(Exception, match='broken.png'):
         load(dict(img_path=str(path)))
+
+
+def test_resize_center_crop_set_size_equals_a_new_transform():
+    img = np.random.default_rng(0).integers(0, 255, (40, 30, 3), np.uint8)
+    transform = ResizeCenterCrop(size=32, crop_ratio=0.875)
+    transform.set_size(20)
+    expected = ResizeCenterCrop(size=20, crop_ratio=0.875)(dict(img=img))
+    got = transform(dict(img=img))
+    assert transform.size == 20 and got['img'].shape[:2] == (20, 20)
+    assert np.array_equal(got['img'], expected['img'])
+    with pytest.raises(ValueError, match='positive'):
+        transform.set_size(0)
