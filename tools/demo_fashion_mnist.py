@@ -1,16 +1,24 @@
-"""The project's main job: train a small SAN ResNet-18 on Fashion-MNIST and evaluate it at every size.
+"""The project's main job: train a SAN ResNet-18 on Fashion-MNIST in minutes and show it at every size.
 
     make demo        # or: python tools/demo_fashion_mnist.py [--work-dir DIR] [--epochs N]
+    python tools/demo_fashion_mnist.py --validation [--cfg-options KEY=VALUE ...]
+
+``--validation`` runs the same recipe the way its choices were made: trained on the 50,000
+training images and evaluated on the 10,000 validation images held out from them (never the test
+set); ``--cfg-options`` tries a variant (e.g. ``optim_wrapper.optimizer.lr=0.2``).
 
 1. puts Fashion-MNIST into data/fashion_mnist (Debian package files, else mmpretrain downloads);
-2. trains configs/fashion_mnist/san_resnet18_fmnist.py with tools/train.py (progress is printed);
-3. tests the best checkpoint with tools/test.py at the training sizes 28/24/20/16/12 and the unseen
-   sizes 32/26/22/18/14/10, once per inference mode (proxy and data-free);
-4. prints a per-size table (with MACs from mmengine.analysis) and writes an accuracy-vs-size/MACs
-   plot, work_dirs/demo_fashion_mnist/accuracy_vs_size.png.
+2. trains configs/fashion_mnist/san_resnet18_fmnist_demo.py with tools/train.py (all 60,000
+   training images, no validation: the recipe was chosen beforehand on the validation split);
+3. calibrates BN once for the unseen sizes 32/26/22/18/14/10 with tools/calibrate_bn.py and
+   stores the statistics in a new checkpoint;
+4. tests that checkpoint with tools/test.py on the 10,000 test images: every size in proxy mode,
+   the unseen sizes also calibrated and data-free (at a training size every mode is the same);
+5. prints a per-size table (MACs from mmengine.analysis, the best mode per size marked, the
+   smoothness check between training sizes), writes an accuracy-vs-size/MACs plot, the total wall
+   time, and what to do next with the model.
 """
 import argparse
-import glob
 import json
 import os.path as osp
 import subprocess
@@ -20,23 +28,115 @@ import time
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-CONFIG = osp.join(REPO, 'configs', 'fashion_mnist', 'san_resnet18_fmnist.py')
-MODES = ('proxy', 'data_free')
+CONFIG = osp.join(REPO, 'configs', 'fashion_mnist', 'san_resnet18_fmnist_demo.py')
+TRAIN_SIZES = [28, 24, 20, 16, 12]
+UNSEEN_SIZES = [32, 26, 22, 18, 14, 10]
+ALL_SIZES = sorted(TRAIN_SIZES + UNSEEN_SIZES, reverse=True)
+MODES = ('proxy', 'calibrated', 'data_free')
+#: Validation runs of the demo recipe and its variants (how the recipe was chosen).
+CHOICES = osp.join(REPO, 'docs', 'results', 'fashion_mnist_demo_choices.json')
+#: An unseen size between two training sizes may be at most this many points below the lower of
+#: its two neighbours in its best mode.
+SMOOTHNESS_POINTS = 3.0
 
 
 def run(tool, *args):
     cmd = [sys.executable, osp.join(REPO, 'tools', tool), *map(str, args)]
-    print('$', ' '.join(cmd), flush=True)
+    print('$', ' '.join(osp.relpath(c, REPO) if c.startswith(REPO) else c
+                        for c in cmd), flush=True)
     subprocess.run(cmd, check=True, cwd=REPO)
 
 
-def best_checkpoint(work_dir):
-    best = sorted(glob.glob(osp.join(work_dir, 'best_*.pth')))
-    if best:
-        return best[-1]
-    last = osp.join(work_dir, 'last_checkpoint')
-    with open(last) as f:
+def last_checkpoint(work_dir):
+    with open(osp.join(work_dir, 'last_checkpoint')) as f:
         return f.read().strip()
+
+
+def per_size_table(top1, flops):
+    """Markdown rows: size, trained, MMACs, each mode, the best mode. At a
+    training size every mode is the same network (its own kernels and BN),
+    so only proxy is run there."""
+    lines = ['| size | trained | MMACs | ' + ' | '.join(MODES) + ' | best |',
+             '|---|---|---|' + '---|' * (len(MODES) + 1)]
+    best = {}
+    for size in ALL_SIZES:
+        values = {m: top1[m][size] for m in MODES if size in top1[m]}
+        mode = max(values, key=values.get)
+        best[size] = (mode, values[mode])
+        cells = [f'**{v:.2f}**' if m == mode and len(values) > 1 else f'{v:.2f}'
+                 for m, v in ((m, values.get(m)) for m in MODES) if v is not None]
+        cells += [''] * (len(MODES) - len(cells))
+        lines.append(f'| {size} | {"yes" if size in TRAIN_SIZES else ""} | '
+                     f'{flops[size] / 1e6:.2f} | ' + ' | '.join(cells) + f' | {mode} |')
+    return '\n'.join(lines), best
+
+
+def smoothness(best):
+    """(size, its best top-1, the lower neighbour's, gap) for every unseen
+    size between two training sizes."""
+    rows = []
+    for size in UNSEEN_SIZES:
+        larger = [s for s in TRAIN_SIZES if s > size]
+        smaller = [s for s in TRAIN_SIZES if s < size]
+        if not larger or not smaller:
+            continue
+        lower = min(best[min(larger)][1], best[max(smaller)][1])
+        rows.append((size, best[size][1], lower, lower - best[size][1]))
+    return rows
+
+
+def summarise(work_dir):
+    """Top-1 per mode and size from a demo run's metrics files, the mean over
+    the training sizes and the smoothness gaps (plain data)."""
+    top1 = {}
+    for mode in MODES:
+        with open(osp.join(work_dir, f'metrics_{mode}.json')) as f:
+            metrics = json.load(f)
+        top1[mode] = {int(k.rsplit('@', 1)[1]): float(v)
+                      for k, v in metrics.items()
+                      if k.startswith('accuracy/top1@') and
+                      k.rsplit('@', 1)[1].isdigit()}
+    for mode in MODES[1:]:  # training sizes: the same network in every mode
+        top1[mode].update({s: top1['proxy'][s] for s in TRAIN_SIZES})
+    best = {s: max((top1[m][s], m) for m in MODES)[::-1] for s in ALL_SIZES}
+    gaps = smoothness(best)
+    return dict(
+        top1=top1,
+        mean_train=sum(top1['proxy'][s] for s in TRAIN_SIZES) / len(TRAIN_SIZES),
+        at_28=top1['proxy'][28],
+        gaps=[dict(size=s, best=v, lower_neighbour=lower, below=gap)
+              for s, v, lower, gap in gaps],
+        smooth=all(g <= SMOOTHNESS_POINTS for *_, g in gaps))
+
+
+def record_choice(result, work_dir):
+    """Add a validation run to CHOICES (replacing one with the same options)."""
+    runs = []
+    if osp.isfile(CHOICES):
+        with open(CHOICES) as f:
+            runs = json.load(f)['validation_runs']
+    runs = [r for r in runs if r['options'] != result['options']]
+    runs.append(dict(result, work_dir=osp.relpath(work_dir, REPO)))
+    with open(CHOICES, 'w') as f:
+        json.dump(dict(validation_runs=runs), f, indent=1)
+
+
+def choices_table():
+    """Markdown: every recorded validation run of the demo recipe."""
+    with open(CHOICES) as f:
+        runs = json.load(f)['validation_runs']
+    lines = ['| variant (--cfg-options) | mean top-1, training sizes | 28 px | '
+             'largest drop between training sizes | smooth | minutes |',
+             '|---|---|---|---|---|---|']
+    for r in runs:
+        options = ' '.join(o for o in r['options'] if 'split=' not in o) or \
+            '(the config)'
+        drop = max(r['gaps'], key=lambda g: g['below'])
+        lines.append(
+            f"| {options} | {r['mean_train']:.2f} | {r['at_28']:.2f} | "
+            f"{-drop['below']:+.2f} at {drop['size']} px | "
+            f"{'yes' if r['smooth'] else 'no'} | {r['wall_minutes']:.1f} |")
+    return '\n'.join(lines)
 
 
 def main():
@@ -44,53 +144,111 @@ def main():
     parser.add_argument('--work-dir',
                         default=osp.join(REPO, 'work_dirs', 'demo_fashion_mnist'))
     parser.add_argument('--epochs', type=int, default=None,
-                        help='override the config (3)')
+                        help='override the config\'s epochs (a shorter demo)')
+    parser.add_argument('--validation', action='store_true',
+                        help='train on the training split, evaluate on the '
+                        'validation split (how the recipe was chosen)')
+    parser.add_argument('--cfg-options', nargs='+', default=[],
+                        help='config overrides for every step (a variant)')
+    parser.add_argument('--choices-table', action='store_true',
+                        help='print the recorded validation runs and exit')
     args = parser.parse_args()
+    if args.choices_table:
+        print(choices_table())
+        return
+    start = time.time()
 
     import san_mm  # noqa: F401
     from mmengine.config import Config
     from mmpretrain import get_model
 
     from san_mm.analysis import complexity_per_size, plot_accuracy_vs_size
-    from san_mm.analysis.plot import sizes_of
-    from san_mm.apis import format_mode_table
     from san_mm.datasets import prepare_fashion_mnist
 
-    start = time.time()
     prepare_fashion_mnist(osp.join(REPO, 'data', 'fashion_mnist'))
-    options = []
+    options = list(args.cfg_options)
     if args.epochs:
-        options = ['--cfg-options', f'train_cfg.max_epochs={args.epochs}',
-                   f'param_scheduler.end={args.epochs}',
-                   f'param_scheduler.T_max={args.epochs}']
+        options += [f'train_cfg.max_epochs={args.epochs}',
+                    f'param_scheduler.end={args.epochs}',
+                    f'param_scheduler.T_max={args.epochs}']
+    evaluated = 'test'
+    if args.validation:
+        evaluated = 'validation'
+        options += ['train_dataloader.dataset.split=train',
+                    'test_dataloader.dataset.split=val']
+    options = ['--cfg-options', *options] if options else []
     run('train.py', CONFIG, '--work-dir', args.work_dir, *options)
-    checkpoint = best_checkpoint(args.work_dir)
+    trained = last_checkpoint(args.work_dir)
+    calibrated = osp.join(args.work_dir, 'san_resnet18_fmnist_calibrated.pth')
+    run('calibrate_bn.py', CONFIG, trained, '--sizes', *UNSEEN_SIZES,
+        '--calibration-images', 2048, '--out', calibrated, *options)
 
-    results = {}
     for mode in MODES:
-        out = osp.join(args.work_dir, f'metrics_{mode}.json')
-        run('test.py', CONFIG, checkpoint, '--work-dir',
-            osp.join(args.work_dir, f'test_{mode}'), '--metrics-out', out,
-            '--cfg-options', f'inference_mode={mode}')
-        with open(out) as f:
-            results[mode] = json.load(f)
+        sizes = ALL_SIZES if mode == 'proxy' else UNSEEN_SIZES
+        run('test.py', CONFIG, calibrated, '--work-dir',
+            osp.join(args.work_dir, f'test_{mode}'), '--metrics-out',
+            osp.join(args.work_dir, f'metrics_{mode}.json'),
+            '--cfg-options', f'inference_mode={mode}',
+            'test_sizes=[' + ','.join(map(str, sizes)) + ']', *options[1:])
+    result = summarise(args.work_dir)
+    top1 = result['top1']
 
-    cfg = Config.fromfile(CONFIG)
-    model = get_model(CONFIG)
+    model = get_model(Config.fromfile(CONFIG))
     flops = {row['size']: row['flops'] for row in complexity_per_size(
-        model, cfg.test_cfg.test_sizes, in_channels=1)}
-    table = format_mode_table(results, train_sizes=cfg.train_sizes, flops=flops)
+        model, ALL_SIZES, in_channels=1)}
+    table, best = per_size_table(top1, flops)
     plot = plot_accuracy_vs_size(
-        {f'SAN ResNet-18, {mode}': sizes_of(m) for mode, m in results.items()},
+        {f'SAN ResNet-18, {mode}': top1[mode] for mode in MODES},
         osp.join(args.work_dir, 'accuracy_vs_size.png'), flops=flops,
-        train_sizes=cfg.train_sizes,
-        title='SAN ResNet-18 (width 16) on Fashion-MNIST, top-1 on the test set')
+        train_sizes=TRAIN_SIZES,
+        title='One SAN ResNet-18 (width 16) on Fashion-MNIST, top-1 on the '
+        f'{evaluated} set')
+    mean_train, gaps = result['mean_train'], result['gaps']
+    minutes = (time.time() - start) / 60
+    result.update(evaluated=evaluated, options=options[1:],
+                  wall_minutes=round(minutes, 2))
+    with open(osp.join(args.work_dir, 'results.json'), 'w') as f:
+        json.dump(result, f, indent=1)
+    if args.validation:
+        record_choice(result, args.work_dir)
+    summary = [
+        '', f'Top-1 (%) on the 10,000 Fashion-MNIST {evaluated} images, one SAN '
+        'model (bold: the best mode at an unseen size):', '', table, '',
+        f'mean over the training sizes: {mean_train:.2f}; at 28 px: '
+        f'{top1["proxy"][28]:.2f}',
+        'between training sizes (best mode vs the lower neighbour): ' + ', '.join(
+            f'{s} px {v:.2f} vs {lower:.2f} ({-gap:+.2f})' for s, v, lower, gap in gaps),
+        'smooth: ' + ('yes' if all(g <= SMOOTHNESS_POINTS for *_, g in gaps) else 'NO')
+        + f' (no unseen size more than {SMOOTHNESS_POINTS:g} points below its lower '
+        'neighbour)',
+        f'total wall time: {minutes:.1f} min', '']
     with open(osp.join(args.work_dir, 'results.md'), 'w') as f:
-        f.write(table + '\n')
-    print('\nTop-1 (%) on the 10,000 Fashion-MNIST test images, one SAN model:')
-    print(table)
-    print(f'\nplot: {plot}\ncheckpoint: {checkpoint}\n'
-          f'total time: {(time.time() - start) / 60:.1f} min')
+        f.write('\n'.join(summary) + '\n')
+    ckpt = osp.relpath(calibrated, REPO)
+    config = osp.relpath(CONFIG, REPO)
+    summary += [
+        f'plot: {osp.relpath(plot, REPO)}',
+        f'checkpoint (BN calibrated for {UNSEEN_SIZES}): {ckpt}', '',
+        'Next:',
+        '  # classify an image at a chosen size (here the unseen 22 px, '
+        'calibrated BN) through mmpretrain\'s get_model and Inferencer:',
+        '  python -c "import cv2, san_mm; from mmengine import Config; '
+        'from mmpretrain import get_model, ImageClassificationInferencer; '
+        f"c = Config.fromfile('{config}'); "
+        'c.test_dataloader.dataset.pipeline[0].size = 22; '
+        "c.model.backbone.inference_mode = 'calibrated'; "
+        f"model = get_model(c, pretrained='{ckpt}'); "
+        'print(ImageClassificationInferencer(model)('
+        "cv2.imread('IMAGE.png', cv2.IMREAD_GRAYSCALE))[0]['pred_class'])\"",
+        '  # export the model at one size to a plain mmpretrain ResNet:',
+        f'  python tools/export.py {config} {ckpt} --size 22 '
+        f'--inference-mode calibrated --out-dir work_dirs/demo_exported_22',
+        '  # store the accuracy/MACs table and serve under a budget:',
+        f'  python tools/sweep_sizes.py {config} {ckpt} --save-table '
+        'work_dirs/demo_fashion_mnist/sized.pth',
+        f'  python tools/infer.py {config} work_dirs/demo_fashion_mnist/sized.pth '
+        'IMAGE.png --max-mmacs 5']
+    print('\n'.join(summary))
 
 
 if __name__ == '__main__':
