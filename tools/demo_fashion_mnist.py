@@ -217,8 +217,9 @@ def main():
         f'mean over the training sizes: {mean_train:.2f}; at 28 px: '
         f'{top1["proxy"][28]:.2f}',
         'between training sizes (best mode vs the lower neighbour): ' + ', '.join(
-            f'{s} px {v:.2f} vs {lower:.2f} ({-gap:+.2f})' for s, v, lower, gap in gaps),
-        'smooth: ' + ('yes' if all(g <= SMOOTHNESS_POINTS for *_, g in gaps) else 'NO')
+            f"{g['size']} px {g['best']:.2f} vs {g['lower_neighbour']:.2f} "
+            f"({-g['below']:+.2f})" for g in gaps),
+        'smooth: ' + ('yes' if result['smooth'] else 'NO')
         + f' (no unseen size more than {SMOOTHNESS_POINTS:g} points below its lower '
         'neighbour)',
         f'total wall time: {minutes:.1f} min', '']
