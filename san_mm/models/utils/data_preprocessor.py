@@ -35,10 +35,15 @@ class SANDataPreprocessor(ClsDataPreprocessor):
             draw a pairing and a mixing box per batch, and applying them to
             each size independently would give every size different targets,
             which breaks scale distillation.
+        channels_last (bool): Return the batches in channels-last memory
+            format (for a model converted to it: ``SANClassifier(
+            channels_last=True)`` sets this). Defaults to False.
         **kwargs: Other ``ClsDataPreprocessor`` arguments.
     """
 
-    def __init__(self, *args, batch_augments: Optional[dict] = None, **kwargs):
+    def __init__(self, *args, batch_augments: Optional[dict] = None,
+                 channels_last: bool = False, **kwargs):
+        self.channels_last = bool(channels_last)
         if batch_augments is not None:
             raise ValueError(
                 f'SANDataPreprocessor does not support batch_augments '
@@ -72,6 +77,14 @@ class SANDataPreprocessor(ClsDataPreprocessor):
         return None
 
     def forward(self, data: dict, training: bool = False) -> dict:
+        data = self._forward(data, training)
+        if self.channels_last:
+            inputs = data['inputs']
+            data['inputs'] = [_channels_last(x) for x in inputs] \
+                if isinstance(inputs, list) else _channels_last(inputs)
+        return data
+
+    def _forward(self, data: dict, training: bool) -> dict:
         per_size = self._split_sizes(data['inputs'])
         if per_size is None:
             return super().forward(data, training)
@@ -86,3 +99,8 @@ class SANDataPreprocessor(ClsDataPreprocessor):
                 data_samples = processed['data_samples']
             outputs.append(processed['inputs'])
         return dict(inputs=outputs, data_samples=data_samples)
+
+
+def _channels_last(x):
+    return x.contiguous(memory_format=torch.channels_last) \
+        if isinstance(x, torch.Tensor) and x.dim() == 4 else x
