@@ -1,15 +1,22 @@
 """Speed and memory of SAN against plain mmpretrain models, side by side in one run.
 
-    python benchmarks/speed.py                       # everything (about 10 min on 2 CPU cores)
+    python benchmarks/speed.py                       # eager: about 10 min on 2 CPU cores
     python benchmarks/speed.py --only inference --archs resnet18 --sizes 224 --batches 1
+    python benchmarks/speed.py --only compiled       # torch.compile rows (compiling takes minutes)
     python benchmarks/speed.py --device cuda         # on a GPU
 
-Each comparison alternates the SAN model and the plain model, repeats, and prints min / median / max
-times and the ratio of medians (SAN / plain):
+Each comparison alternates the SAN model and the plain model for --repeats rounds; a round times
+each with torch.utils.benchmark (Timer.blocked_autorange: enough calls to fill --min-run-time,
+CUDA synchronised, the process's thread count), and the rows print min / median / max of the
+rounds' medians and the ratio of medians (SAN / plain):
   inference   eval forward at size r with cached kernels vs mmpretrain's ResNet / MobileNetV2
               with the same weights (SAN initialised from the plain model: equal logits, checked);
               also SAN regenerating every kernel on every forward (the reference's behaviour) vs
               cached
+  compiled    the same, both models through torch.compile(dynamic=False) (one static graph per
+              size; SAN computes B + s * A inside its graph); with --freeze also inductor's
+              freezing (weights folded into the graph as constants: deployment, where weights no
+              longer change)
   train       one SAN step over K sizes (forward, backward, SGD) vs the sum of K plain steps (one
               per size), same batch, with the joint backward and with SANClassifier's per-size
               backward; peak memory (CUDA: peak allocated; CPU: peak of the activations held for
@@ -57,29 +64,27 @@ def build(arch, san, device):
     return model.to(device), torch
 
 
-def timed(fn, device, repeats):
+def measure(fn, min_run_time):
+    """Median seconds per call of ``fn`` (torch.utils.benchmark: repeated
+    blocks of calls, CUDA synchronised around each, this process's thread
+    count)."""
     import torch
-    times = []
-    for _ in range(repeats):
-        if device.startswith('cuda'):
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.startswith('cuda'):
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return times
+    from torch.utils.benchmark import Timer
+    timer = Timer('fn()', globals=dict(fn=fn),
+                  num_threads=torch.get_num_threads())
+    return timer.blocked_autorange(min_run_time=min_run_time).median
 
 
-def compare(name, san_fn, plain_fn, device, repeats, warmup=2):
-    """Alternate SAN and plain runs; report min/median/max and the ratio."""
+def compare(name, san_fn, plain_fn, args, repeats=None, warmup=2):
+    """Alternate SAN and plain measurements; report min/median/max of the
+    rounds' medians and the ratio of their medians."""
     for _ in range(warmup):
         san_fn()
         plain_fn()
     san_times, plain_times = [], []
-    for _ in range(repeats):
-        san_times += timed(san_fn, device, 1)
-        plain_times += timed(plain_fn, device, 1)
+    for _ in range(repeats or args.repeats):
+        san_times.append(measure(san_fn, args.min_run_time))
+        plain_times.append(measure(plain_fn, args.min_run_time))
     ratio = statistics.median(san_times) / statistics.median(plain_times)
     row = dict(name=name, san=_stats(san_times), plain=_stats(plain_times),
                ratio=ratio)
@@ -136,12 +141,64 @@ def bench_inference(args):
                     run_san()
 
                 rows.append(compare(f'inference {arch} r={size} b={batch}',
-                                    run_san, run_plain, args.device,
-                                    args.repeats))
+                                    run_san, run_plain, args))
                 rows.append(compare(
                     f'  regenerate-every-forward vs cached {arch} r={size} '
-                    f'b={batch}', run_regenerate, run_san, args.device,
-                    args.repeats))
+                    f'b={batch}', run_regenerate, run_san, args))
+    return rows
+
+
+def bench_compiled(args):
+    """Compiled SAN vs compiled plain model, same weights, one static graph
+    per size (dynamic=False); with --freeze, inductor's freezing too."""
+    from san_mm.engine.compile import allow_graphs
+    from san_mm.models.utils.plain_init import load_plain_into_san
+    rows = []
+    allow_graphs(4 * len(args.sizes) * len(args.batches))
+    variants = [False, True] if args.freeze else [False]
+    for arch in args.archs:
+        san, torch = build(arch, True, args.device)
+        plain, _ = build(arch, False, args.device)
+        load_plain_into_san(san, plain.state_dict())
+        san.eval()
+        plain.eval()
+        for freeze in variants:
+            import torch._inductor.config as inductor_config
+            inductor_config.freezing = freeze
+            torch._dynamo.reset()
+            compiled_san = torch.compile(san, dynamic=False)
+            compiled_plain = torch.compile(plain, dynamic=False)
+            label = 'compiled+frozen' if freeze else 'compiled'
+            for size in args.sizes:
+                for batch in args.batches:
+                    x = torch.rand(batch, 3, size, size, device=args.device)
+                    start = time.perf_counter()
+                    with torch.no_grad():
+                        got = compiled_san(x, mode='tensor')
+                        middle = time.perf_counter()
+                        expected = compiled_plain(x, mode='tensor')
+                    compile_s = dict(san=middle - start,
+                                     plain=time.perf_counter() - middle)
+                    gap = (got - expected).abs().max().item()
+                    scale = expected.abs().max().item()
+                    if gap > 1e-4 * max(scale, 1.0):
+                        raise AssertionError(
+                            f'compiled SAN differs from the compiled plain '
+                            f'model by {gap} (logits up to {scale})')
+
+                    def run_san():
+                        with torch.no_grad():
+                            compiled_san(x, mode='tensor')
+
+                    def run_plain():
+                        with torch.no_grad():
+                            compiled_plain(x, mode='tensor')
+
+                    row = compare(f'{label} {arch} r={size} b={batch}',
+                                  run_san, run_plain, args)
+                    row['compile_seconds'] = compile_s
+                    rows.append(row)
+            inductor_config.freezing = False
     return rows
 
 
@@ -188,7 +245,7 @@ def bench_train(args):
                                       args.train_batch, args.device, per_size)
             mode = 'per-size backward' if per_size else 'joint backward'
             row = compare(f'train step {arch} K=5 b={args.train_batch} {mode}',
-                          san_step, plain_sum, args.device,
+                          san_step, plain_sum, args,
                           max(2, args.repeats // 2), warmup=1)
             label = 'san_per_size' if per_size else 'san'
             row['memory'] = dict(san=memory[label], plain=memory['plain'],
@@ -310,7 +367,7 @@ def bench_pipeline(args):
         return lambda: [pipeline(dict(img_path=p, gt_label=0)) for p in images]
 
     row = compare(f'pipeline {len(images)} images (time; lower is better)',
-                  run(san), run(plain), 'cpu', args.repeats)
+                  run(san), run(plain), args)
     row['images_per_s'] = dict(
         san=len(images) / row['san']['median'],
         plain=len(images) / row['plain']['median'])
@@ -327,14 +384,20 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--only', nargs='+',
                         default=['inference', 'train', 'pipeline'],
-                        choices=['inference', 'train', 'pipeline'])
+                        choices=['inference', 'compiled', 'train', 'pipeline'])
     parser.add_argument('--archs', nargs='+', default=list(ARCHS),
                         choices=list(ARCHS))
     parser.add_argument('--sizes', type=int, nargs='+', default=[224, 160, 96])
     parser.add_argument('--batches', type=int, nargs='+', default=[1, 32])
     parser.add_argument('--train-batch', type=int, default=8)
     parser.add_argument('--pipeline-images', type=int, default=64)
-    parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--repeats', type=int, default=5,
+                        help='alternating SAN / plain measurement rounds')
+    parser.add_argument('--min-run-time', type=float, default=0.5,
+                        help='seconds of calls per measurement '
+                        '(Timer.blocked_autorange)')
+    parser.add_argument('--freeze', action='store_true',
+                        help='compiled rows also with inductor freezing')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--out', help='write all rows as JSON')
     args = parser.parse_args()
@@ -349,6 +412,8 @@ def main():
     rows = []
     if 'inference' in args.only:
         rows += bench_inference(args)
+    if 'compiled' in args.only:
+        rows += bench_compiled(args)
     if 'train' in args.only:
         rows += bench_train(args)
     if 'pipeline' in args.only:

@@ -153,14 +153,23 @@ class MetaConv2d(nn.Conv2d):
         would break the graph; a compiled graph fuses the op for next to
         nothing and can never be stale.
         """
-        if (self.training or self.weight_residual is None
+        # Parameters straight from `_parameters`: each `self.weight` goes
+        # through Module.__getattr__, the largest part of what this check
+        # costs per layer at batch 1.
+        params = self._parameters
+        weight, residual = params['weight'], params['weight_residual']
+        if (self.training or residual is None
                 or torch.compiler.is_compiling()):
             return self.generate_kernel(encoding)
-        needs_grad = torch.is_grad_enabled() and (
-            self.weight.requires_grad or self.weight_residual.requires_grad)
-        if needs_grad:
+        if torch.is_grad_enabled() and (weight.requires_grad
+                                        or residual.requires_grad):
             return self.generate_kernel(encoding)
-        stamp = self._parameter_stamp()
+        # Only the cheap checks run on every cached forward: in-place updates
+        # (optimiser steps, load_state_dict) bump _version, `.data =` swaps
+        # the storage; device and dtype changes go through _apply, which
+        # clears the cache.
+        stamp = (weight._version, residual._version, weight.data_ptr(),
+                 residual.data_ptr())
         if stamp != self._cache_stamp:
             self._kernel_cache.clear()
             self._cache_stamp = stamp
@@ -173,14 +182,6 @@ class MetaConv2d(nn.Conv2d):
             while len(self._kernel_cache) > self.cache_size:
                 self._kernel_cache.popitem(last=False)
         return kernel
-
-    def _parameter_stamp(self):
-        # Runs on every cached forward, so only the cheap checks: in-place
-        # updates bump _version, `.data =` swaps the storage; device and
-        # dtype changes go through _apply, which clears the cache.
-        weight, residual = self.weight, self.weight_residual
-        return (weight._version, residual._version, weight.data_ptr(),
-                residual.data_ptr())
 
     def clear_kernel_cache(self) -> None:
         self._kernel_cache.clear()

@@ -73,17 +73,22 @@ class PrivateBatchNorm2d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         selection = self.scale_context.require_state(type(self).__name__).bn
         if selection.kind == 'set':
-            bn = self.sets._modules[self._set_keys[selection.index]]
-            if (bn.training or bn.running_mean is None or bn._forward_hooks
-                    or bn._forward_pre_hooks):
+            bn = self._modules['sets']._modules[self._set_keys[selection.index]]
+            if bn.training or bn._forward_hooks or bn._forward_pre_hooks:
                 return bn(x)
             # Inference: the set's statistics straight into F.batch_norm, as
-            # BatchNorm2d does in eval mode, without a second module call
-            # and BatchNorm's training bookkeeping: what a private BN costs
-            # over a plain one per forward (batch 1 on CPU, small GPU
-            # batches) is a dict lookup.
-            return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight,
-                                bn.bias, False, 0.0, bn.eps)
+            # BatchNorm2d does in eval mode, without a second module call,
+            # BatchNorm's training bookkeeping or Module.__getattr__ (the
+            # tensors from the modules' dicts): what a private BN costs over
+            # a plain one per forward (batch 1 on CPU, small GPU batches) is
+            # a few dict lookups.
+            buffers, params = bn._buffers, bn._parameters
+            running_mean = buffers.get('running_mean')
+            if running_mean is None:
+                return bn(x)
+            return F.batch_norm(x, running_mean, buffers['running_var'],
+                                params.get('weight'), params.get('bias'),
+                                False, 0.0, bn.eps)
         if selection.kind == 'interpolate':
             return self._interpolated_forward(x, selection.index,
                                               selection.upper_index,

@@ -36,6 +36,38 @@ def test_only_selected_set_is_used_and_updated():
         torch.testing.assert_close(bn(x), bn.sets[index](x), atol=0, rtol=0)
 
 
+def test_eval_fast_path_follows_the_sets_current_tensors_and_hooks():
+    """The eval path reads the selected set's tensors from its dicts on every
+    forward: never a stale reference after the set's tensors are replaced,
+    and a set with hooks or without running statistics runs as a module."""
+    bn, ctx = make_bn()
+    randomise(bn)
+    bn.eval()
+    ctx.state = ScaleState(160, 0.5, BNSelection('set', 2))
+    x = torch.randn(2, 4, 3, 3)
+    bn(x)  # a forward before the change below
+    bn.sets[2].running_mean = torch.full((4, ), 5.0)  # replaced, not in place
+    bn.sets[2].weight = nn.Parameter(torch.full((4, ), 3.0))
+    torch.testing.assert_close(bn(x), bn.sets[2](x), atol=0, rtol=0)
+    bn.double()  # _apply replaces the buffers
+    torch.testing.assert_close(bn(x.double()), bn.sets[2](x.double()),
+                               atol=0, rtol=0)
+    calls = []
+    handle = bn.sets[2].register_forward_hook(lambda *args: calls.append(1))
+    bn(x.double())
+    handle.remove()
+    assert calls == [1]
+    no_stats = PrivateBatchNorm2d(
+        4, 1, ctx, norm_cfg=dict(type='BN', track_running_stats=False))
+    ctx.state = ScaleState(160, 0.5, BNSelection('set', 0))
+    no_stats.eval()
+    y = torch.randn(8, 4, 3, 3) * 3 + 1
+    # No running statistics: batch statistics even in eval, as BatchNorm2d.
+    torch.testing.assert_close(no_stats(y), no_stats.sets[0](y), atol=0,
+                               rtol=0)
+    assert no_stats(y).mean().abs() < 1e-5
+
+
 def test_interpolation_endpoints_and_midpoint():
     bn, ctx = make_bn()
     randomise(bn)
