@@ -64,6 +64,16 @@ def build(arch, san, device):
     return model.to(device), torch
 
 
+def forward_of(model, x):
+    """A call that runs ``model`` on ``x`` without autograd, to be timed."""
+    import torch
+
+    def run():
+        with torch.no_grad():
+            model(x, mode='tensor')
+    return run
+
+
 def measure(fn, min_run_time):
     """Median seconds per call of ``fn`` (torch.utils.benchmark: repeated
     blocks of calls, CUDA synchronised around each, this process's thread
@@ -103,20 +113,24 @@ def _fmt(s):
             f'{s["max"] * 1e3:8.1f} ms')
 
 
-def bench_inference(args):
+def san_and_plain(arch, device):
+    """A SAN model and the plain mmpretrain model, in eval, with the same
+    weights (B = the plain kernel, A = 0, the plain BN in every set): both
+    compute the same activations, so their time ratio is the cost of being
+    adaptive alone. Two random inits would differ in activation magnitudes
+    (and in how often the CPU falls into slow denormal arithmetic), which is
+    not what is measured here."""
     from san_mm.models.utils.plain_init import load_plain_into_san
+    san, torch = build(arch, True, device)
+    plain, _ = build(arch, False, device)
+    load_plain_into_san(san, plain.state_dict())
+    return san.eval(), plain.eval(), torch
+
+
+def bench_inference(args):
     rows = []
     for arch in args.archs:
-        san, torch = build(arch, True, args.device)
-        plain, _ = build(arch, False, args.device)
-        # The same weights (B = the plain kernel, A = 0, the plain BN in every
-        # set): both compute the same activations, so the ratio is the cost
-        # of being adaptive alone. Two random inits would differ in
-        # activation magnitudes (and in how often the CPU falls into slow
-        # denormal arithmetic), which is not what is measured here.
-        load_plain_into_san(san, plain.state_dict())
-        san.eval()
-        plain.eval()
+        san, plain, torch = san_and_plain(arch, args.device)
         for size in args.sizes:
             for batch in args.batches:
                 x = torch.rand(batch, 3, size, size, device=args.device)
@@ -127,13 +141,7 @@ def bench_inference(args):
                     raise AssertionError(f'SAN with the plain weights differs '
                                          f'from the plain model by {gap}')
 
-                def run_san():
-                    with torch.no_grad():
-                        san(x, mode='tensor')
-
-                def run_plain():
-                    with torch.no_grad():
-                        plain(x, mode='tensor')
+                run_san, run_plain = forward_of(san, x), forward_of(plain, x)
 
                 def run_regenerate():
                     for conv in san.backbone.meta_convs():
@@ -152,16 +160,11 @@ def bench_compiled(args):
     """Compiled SAN vs compiled plain model, same weights, one static graph
     per size (dynamic=False); with --freeze, inductor's freezing too."""
     from san_mm.engine.compile import allow_graphs
-    from san_mm.models.utils.plain_init import load_plain_into_san
     rows = []
     allow_graphs(4 * len(args.sizes) * len(args.batches))
     variants = [False, True] if args.freeze else [False]
     for arch in args.archs:
-        san, torch = build(arch, True, args.device)
-        plain, _ = build(arch, False, args.device)
-        load_plain_into_san(san, plain.state_dict())
-        san.eval()
-        plain.eval()
+        san, plain, torch = san_and_plain(arch, args.device)
         for freeze in variants:
             import torch._inductor.config as inductor_config
             inductor_config.freezing = freeze
@@ -186,16 +189,9 @@ def bench_compiled(args):
                             f'compiled SAN differs from the compiled plain '
                             f'model by {gap} (logits up to {scale})')
 
-                    def run_san():
-                        with torch.no_grad():
-                            compiled_san(x, mode='tensor')
-
-                    def run_plain():
-                        with torch.no_grad():
-                            compiled_plain(x, mode='tensor')
-
                     row = compare(f'{label} {arch} r={size} b={batch}',
-                                  run_san, run_plain, args)
+                                  forward_of(compiled_san, x),
+                                  forward_of(compiled_plain, x), args)
                     row['compile_seconds'] = compile_s
                     rows.append(row)
             inductor_config.freezing = False
