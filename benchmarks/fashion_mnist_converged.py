@@ -547,8 +547,11 @@ def verdict(diff, spread):
 def answer_paragraph(data, table, seeds):
     """The study's answer, worded from the numbers (no hand-written claims)."""
     if 'san' not in table or not all(f'baseline@{s}' in table for s in TRAIN_SIZES):
-        return ('The study is not complete yet: SAN and every baseline are needed for the '
-                'answer; runs so far are listed below.')
+        done = ', '.join(f'{m} (seeds {sorted(v)})' for m, v in sorted(seeds.items()))
+        return ('**Not answered yet**: the study is still running, and the answer needs SAN and '
+                'all five baselines. Finished final runs: ' + (done or 'none') + '; their test '
+                'numbers are below, the status of the rest is printed by '
+                '`python benchmarks/fashion_mnist_converged.py status`.')
     parts = []
     for size in TRAIN_SIZES:
         diff, spread = difference(table['san']['proxy'][size],
@@ -581,14 +584,15 @@ def answer_paragraph(data, table, seeds):
 
 def method_table(table):
     methods = [m for m in LABELS if m in table]
-    lines = ['| size | baseline at its own size | one network @28 | '
-             + ' | '.join(LABELS[m] for m in methods) + ' |',
-             '|---|---|---|' + '---|' * len(methods)]
+    header = ['size', 'baseline at its own size', 'one network @28',
+              *(LABELS[m] for m in methods)]
+    lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
     for size in TRAIN_SIZES:
         own = table.get(f'baseline@{size}', {}).get('as_trained', {}).get(size, [])
         at28 = table.get('baseline@28', {}).get('as_trained', {}).get(size, [])
-        lines.append(f'| {size} | {cell(own)} | {cell(at28)} | '
-                     + ' | '.join(cell(table[m]['proxy'][size]) for m in methods) + ' |')
+        row = [str(size), cell(own), cell(at28),
+               *(cell(table[m]['proxy'][size]) for m in methods)]
+        lines.append('| ' + ' | '.join(row) + ' |')
     return '\n'.join(lines)
 
 
