@@ -1,0 +1,82 @@
+"""The converged Fashion-MNIST study's tables are generated from its JSON:
+what they print must be the numbers in the file, for a finished study and for
+one still running."""
+import importlib.util
+import json
+import os.path as osp
+
+import pytest
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+@pytest.fixture()
+def study(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location(
+        'fashion_mnist_converged',
+        osp.join(REPO, 'benchmarks', 'fashion_mnist_converged.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    readme = tmp_path / 'README.md'
+    readme.write_text(f'# head\n\n{module.README_BEGIN}\nold\n{module.README_END}\n\n# tail\n')
+    monkeypatch.setattr(module, 'RESULTS', str(tmp_path / 'results.json'))
+    monkeypatch.setattr(module, 'README', str(readme))
+    return module
+
+
+def run_record(study, method, seed, value):
+    """A final-run record in the results file's shape, every top-1 = value
+    (the baselines a point lower at their own size)."""
+    sizes = [str(s) for s in study.ALL_SIZES]
+    if study.is_baseline(method):
+        top1 = {mode: dict.fromkeys(sizes, value) for mode in study.BASELINE_MODES}
+        own = method.split('@')[1]
+        top1['as_trained'][own] = value - 1.0
+    else:
+        top1 = {mode: dict.fromkeys(sizes, value) for mode in study.SAN_MODES}
+    record = dict(key=f'{method}/{seed}', method=method, seed=seed, wall_s=60.0,
+                  top1=top1, val_top1_by_epoch={'1': {'28': 80.0}, '2': {'28': 85.0}})
+    if not study.is_baseline(method):
+        record['val_top1'] = {mode: {str(s): value + (mode == 'calibrated')
+                                     for s in study.UNSEEN_SIZES}
+                              for mode in study.SAN_MODES}
+    return record
+
+
+def test_unfinished_study_says_so_and_lists_its_runs(study):
+    data = dict(runs=[run_record(study, 'baseline@28', 0, 93.0)])
+    study.write_tables(data)
+    readme = open(study.README).read()
+    assert 'Not answered yet' in readme and 'baseline@28 (seeds [0])' in readme
+    assert readme.startswith('# head') and readme.endswith('# tail\n')
+    assert 'old' not in readme
+    lines = readme.splitlines()
+    header = lines.index(next(l for l in lines if l.startswith('| size |')))
+    separator, row = lines[header + 1], lines[header + 2]
+    # The header, its separator and every row have the same number of cells,
+    # methods missing or not (a markdown table breaks otherwise).
+    assert separator.count('|') == lines[header].count('|') == row.count('|')
+    assert row == '| 28 | 92.00 | 92.00 |'
+
+
+def test_finished_study_answers_from_the_numbers(study):
+    runs = []
+    for seed, shift in ((0, 0.0), (1, 0.2)):
+        runs.append(run_record(study, 'san', seed, 92.0 + shift))
+        runs += [run_record(study, f'baseline@{s}', seed, 92.0 + shift)
+                 for s in study.TRAIN_SIZES]
+    for method in ('san_kd_largest', 'san_no_kd', 'no_meta', 'san_sum_loss'):
+        runs.append(run_record(study, method, 0, 90.0))
+    study.write_tables(dict(runs=runs))
+    md = open(osp.join(osp.dirname(study.RESULTS), 'fashion_mnist_converged.md')).read()
+    # SAN 92.1 ± 0.14 against baselines 91.1 ± 0.14 at their own size: +1.00,
+    # spread sqrt(2) * 0.141 = 0.20, more than twice the spread: better.
+    assert '28 px +1.00 (spread 0.20, better)' in md
+    # Unseen sizes: the calibrated mode is the best on validation (by
+    # construction above) and is compared with the recalibrated baseline.
+    assert '10 px +0.00 (calibrated vs baseline@12 calibrated' in md
+    assert '| 28 | 91.10 ± 0.14 | 91.10 ± 0.14 | 92.10 ± 0.14 | 90.00 |' in md
+    for name in ('fashion_mnist_converged_accuracy_vs_size.png',
+                 'fashion_mnist_converged_learning_curves.png'):
+        assert osp.getsize(osp.join(osp.dirname(study.RESULTS), name)) > 0
+    json.dumps(runs)  # the records are plain data
