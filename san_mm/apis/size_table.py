@@ -658,17 +658,20 @@ def size_table_curves(table: dict, label: str = 'size table',
         label (str): Name of the best-mode curve (what budgeted inference
             serves: each size at its best mode).
         all_modes (bool): Also one curve per measured mode,
-            ``'<label>, <mode>'``.
+            ``'<label>, <mode>'``; the best-mode curve is then named
+            ``'<label>, best mode'`` and comes last, so that it is drawn on
+            top of the curves it coincides with.
     """
     table = validate_size_table(table)
-    curves = {label: {r['size']: r['top1'][r['best_mode']]
-                      for r in table['sizes']}}
+    curves = {}
     if all_modes:
         for mode in MODE_PREFERENCE:
             points = {r['size']: r['top1'][mode] for r in table['sizes']
                       if mode in r['top1']}
             if points:
                 curves[f'{label}, {mode}'] = points
+    best = {r['size']: r['top1'][r['best_mode']] for r in table['sizes']}
+    curves[f'{label}, best mode' if all_modes else label] = best
     return curves
 
 

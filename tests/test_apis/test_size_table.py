@@ -209,5 +209,8 @@ def test_markdown_and_curves(table):
     assert lines[2] == ('| 32 |  | 10.00 | 0.001 | 80.00 |  | 81.00 | 82.00 | '
                         'calibrated | 5.000 |')
     curves = size_table_curves(table, 'SAN', all_modes=True)
-    assert curves['SAN'][32] == 82.0 and curves['SAN'][12] == 70.0
+    best = curves['SAN, best mode']
+    assert best[32] == 82.0 and best[12] == 70.0
+    assert list(curves)[-1] == 'SAN, best mode'  # drawn last, on top
+    assert size_table_curves(table, 'SAN') == {'SAN': best}
     assert curves['SAN, ideal'] == {28: 79.0, 24: 78.0, 20: 75.0, 12: 70.0}
