@@ -60,6 +60,10 @@ class PrivateBatchNorm2d(nn.Module):
         # ModuleList's index normalisation on every forward, and still finds
         # a set replaced in place (e.g. by SyncBatchNorm conversion).
         self._set_keys = tuple(str(i) for i in range(num_sets))
+        # Data-free BN in eval: (lower, upper, alpha) -> (stamp, blended
+        # tensors); derived data, validated on every use (see
+        # _interpolated_forward), never saved or copied.
+        self._blend_cache: Dict[tuple, tuple] = {}
 
     @property
     def num_sets(self) -> int:
@@ -120,7 +124,7 @@ class PrivateBatchNorm2d(nn.Module):
         return blended
 
     def _interpolated_forward(self, x, lower, upper, alpha):
-        p = self.interpolated_parameters(lower, upper, alpha)
+        p = self._cached_interpolation(lower, upper, alpha)
         if p['running_mean'] is None:
             raise RuntimeError(
                 'data-free BN interpolation needs running statistics, but '
@@ -128,6 +132,54 @@ class PrivateBatchNorm2d(nn.Module):
                 "from norm_cfg, or use inference_mode='proxy' / 'ideal'")
         return F.batch_norm(x, p['running_mean'], p['running_var'],
                             p['weight'], p['bias'], False, 0.0, p['eps'])
+
+    def _cached_interpolation(self, lower, upper, alpha):
+        """interpolated_parameters, blended once per (lower, upper, alpha)
+        in eval: four lerps per BN on every forward were what made data-free
+        sizes slower to serve than training sizes (batch 1).
+
+        Reused only when no gradient can flow into the blend and both sets'
+        tensors are the ones it was blended from, unchanged: in-place updates
+        (optimiser steps, load_state_dict, calibration) bump their version
+        counters, and ``.to()`` / ``.half()`` / a replaced tensor change the
+        data pointers. Under torch.compile the blend is part of the graph.
+        """
+        if self.training or torch.compiler.is_compiling():
+            return self.interpolated_parameters(lower, upper, alpha)
+        low = self._modules['sets']._modules[self._set_keys[lower]]
+        high = self._modules['sets']._modules[self._set_keys[upper]]
+        tensors = [module._parameters.get(name) for module in (low, high)
+                   for name in ('weight', 'bias')]
+        tensors += [module._buffers.get(name) for module in (low, high)
+                    for name in ('running_mean', 'running_var')]
+        if torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                           for t in tensors):
+            return self.interpolated_parameters(lower, upper, alpha)
+        stamp = tuple((t._version, t.data_ptr()) if t is not None else None
+                      for t in tensors) + (low.eps, )
+        key = (lower, upper, float(alpha))
+        cached = self._blend_cache.get(key)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        with torch.no_grad():
+            blended = self.interpolated_parameters(lower, upper, alpha)
+        if len(self._blend_cache) >= 32:  # unseen sizes served at once
+            self._blend_cache.clear()
+        self._blend_cache[key] = (stamp, blended)
+        return blended
+
+    def train(self, mode: bool = True):
+        self._blend_cache.clear()
+        return super().train(mode)
+
+    def _apply(self, fn, *args, **kwargs):
+        self._blend_cache.clear()  # device / dtype changes
+        return super()._apply(fn, *args, **kwargs)
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        state['_blend_cache'] = {}
+        return state
 
     # -------------------------------------------------------- calibration
     def reset_calibration(self, size: int) -> None:
@@ -160,6 +212,7 @@ class PrivateBatchNorm2d(nn.Module):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Calibrated statistics are created on demand; make room for those in
         # the checkpoint so they load into a freshly built network.
+        self._blend_cache.clear()
         marker = prefix + 'calibrated.'
         for key in state_dict:
             if key.startswith(marker) and key.endswith('.running_mean'):

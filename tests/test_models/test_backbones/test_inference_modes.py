@@ -115,6 +115,19 @@ def test_calibration_changes_only_the_statistics_for_that_size():
     assert not torch.allclose(calibrated, forward(net, 176, 'ideal'))
 
 
+def test_a_size_counts_as_calibrated_only_when_every_private_bn_has_it():
+    net = trained_like()
+    calibrate(net, 176, [torch.rand(8, 3, 176, 176)])
+    net.inference_mode = 'calibrated'
+    assert net.is_calibrated(176) and not net.is_calibrated(208)
+    assert net.resolve_scale(176).bn.kind == 'calibrated'
+    last = list(net.private_bns())[-1]
+    last.remove_calibration(176)  # e.g. a hand-edited checkpoint
+    assert not net.is_calibrated(176) and net.calibrated_sizes == []
+    with pytest.warns(UserWarning, match='no calibrated BN statistics'):
+        assert net.resolve_scale(176).bn.kind == 'interpolate'
+
+
 def test_calibration_is_deterministic_and_survives_save_load(tmp_path):
     batches = [torch.rand(8, 3, 176, 176, generator=torch.Generator().manual_seed(i))
                for i in range(2)]

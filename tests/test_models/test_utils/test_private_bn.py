@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 import torch.nn as nn
@@ -84,6 +86,45 @@ def test_interpolation_endpoints_and_midpoint():
     for name in ('weight', 'bias', 'running_mean', 'running_var'):
         torch.testing.assert_close(
             mid[name], (getattr(bn.sets[2], name) + getattr(bn.sets[1], name)) / 2)
+
+
+def test_data_free_blend_is_cached_in_eval_and_never_stale():
+    bn, ctx = make_bn()
+    randomise(bn)
+    bn.eval()
+    ctx.state = ScaleState(170, 0.5, BNSelection('interpolate', 2,
+                                                 upper_index=1, alpha=0.25))
+    x = torch.randn(2, 4, 3, 3)
+
+    def expected():
+        p = bn.interpolated_parameters(2, 1, 0.25)
+        return torch.nn.functional.batch_norm(
+            x.to(p['weight'].dtype), p['running_mean'], p['running_var'],
+            p['weight'], p['bias'], False, 0.0, p['eps'])
+
+    with torch.no_grad():
+        first = bn(x)
+        blended = bn._blend_cache[(2, 1, 0.25)][1]
+        torch.testing.assert_close(first, expected(), atol=0, rtol=0)
+        bn(x)
+        assert bn._blend_cache[(2, 1, 0.25)][1] is blended  # reused
+        assert copy.deepcopy(bn)._blend_cache == {}  # derived data: not copied
+        bn.sets[1].running_mean.add_(1.0)  # in place: version bump
+        torch.testing.assert_close(bn(x), expected(), atol=0, rtol=0)
+        bn.sets[2].weight = nn.Parameter(torch.full((4, ), 2.0))  # replaced
+        torch.testing.assert_close(bn(x), expected(), atol=0, rtol=0)
+        state = {k: v + 1 if v.is_floating_point() else v
+                 for k, v in bn.state_dict().items()}
+        bn.load_state_dict(state)
+        torch.testing.assert_close(bn(x), expected(), atol=0, rtol=0)
+        bn.double()
+        x = x.double()
+        torch.testing.assert_close(bn(x), expected(), atol=0, rtol=0)
+    # With gradients wanted, the blend is part of the graph, not cached.
+    bn.float()
+    x = x.float()
+    bn(x).sum().backward()
+    assert bn.sets[1].weight.grad is not None and bn.sets[2].weight.grad is not None
 
 
 def test_calibration_collects_cumulative_statistics():
