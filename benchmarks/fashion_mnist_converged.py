@@ -577,8 +577,14 @@ def answer_paragraph(data, table, seeds):
                          for s in TRAIN_SIZES]) for m in table if m in LABELS}
     own = np.mean([np.mean(table[f'baseline@{s}']['as_trained'][s]) for s in TRAIN_SIZES])
     ablations = ', '.join(f'{LABELS[m]} {v:.2f}' for m, v in means.items())
+    missing = [f'{m} seed {seed}' for m, wanted in FINAL_SEEDS.items() for seed in wanted
+               if seed not in seeds.get(m, [])]
+    heading = ('**Answer.**' if not missing else
+               '**Preliminary answer** (the study is still running; missing: '
+               + ', '.join(missing) + '; a comparison with one seed on either side has no '
+               'spread and counts for nothing yet).')
     return (
-        f'**Answer.** At convergence ({PROTOCOL["epochs"]} epochs, {PROTOCOL["train_images"]:,} '
+        f'{heading} At convergence ({PROTOCOL["epochs"]} epochs, {PROTOCOL["train_images"]:,} '
         f'training images, seeds {sorted(set(seeds["san"]))}), one SAN model against the five '
         'separately trained networks, each at its own size (test top-1, SAN minus baseline, '
         'mean over seeds; "spread" is the seed standard deviation of that difference, and a '

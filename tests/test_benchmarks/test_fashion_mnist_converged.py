@@ -69,6 +69,7 @@ def test_finished_study_answers_from_the_numbers(study):
         runs.append(run_record(study, method, 0, 90.0))
     study.write_tables(dict(runs=runs))
     md = open(osp.join(osp.dirname(study.RESULTS), 'fashion_mnist_converged.md')).read()
+    assert '**Answer.**' in md and 'Preliminary' not in md
     # SAN 92.1 ± 0.14 against baselines 91.1 ± 0.14 at their own size: +1.00,
     # spread sqrt(2) * 0.141 = 0.20, more than twice the spread: better.
     assert '28 px +1.00 (spread 0.20, better)' in md
@@ -80,3 +81,14 @@ def test_finished_study_answers_from_the_numbers(study):
                  'fashion_mnist_converged_learning_curves.png'):
         assert osp.getsize(osp.join(osp.dirname(study.RESULTS), name)) > 0
     json.dumps(runs)  # the records are plain data
+
+
+def test_answer_is_preliminary_while_runs_are_missing(study):
+    runs = [run_record(study, 'san', 0, 92.0)]
+    runs += [run_record(study, f'baseline@{s}', 0, 92.0) for s in study.TRAIN_SIZES]
+    study.write_tables(dict(runs=runs))
+    readme = open(study.README).read()
+    assert '**Preliminary answer**' in readme and '**Answer.**' not in readme
+    assert 'missing: baseline@28 seed 1,' in readme and 'san_sum_loss seed 0' in readme
+    assert '28 px +1.00 (' not in readme  # one seed each side: no verdict
+    assert '28 px +1.00' in readme
