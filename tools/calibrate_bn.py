@@ -13,6 +13,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import san_mm  # noqa: E402,F401
 from san_mm.apis import add_common_args, calibrate_checkpoint, load_config  # noqa: E402
+from san_mm.engine.hooks.per_size_bn_hook import CALIBRATION_VIEWS  # noqa: E402
 
 
 def parse_args():
@@ -23,7 +24,7 @@ def parse_args():
     parser.add_argument('--out', required=True)
     parser.add_argument('--calibration-images', type=int, default=256)
     parser.add_argument(
-        '--calibration-view', choices=['test', 'train'], default='test',
+        '--calibration-view', choices=list(CALIBRATION_VIEWS), default='test',
         help='training images through the test pipeline (default) or the '
         'training pipeline (random crops and flips, the reference)')
     add_common_args(parser)

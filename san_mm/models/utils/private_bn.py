@@ -62,7 +62,7 @@ class PrivateBatchNorm2d(nn.Module):
         self._set_keys = tuple(str(i) for i in range(num_sets))
         # Data-free BN in eval: (lower, upper, alpha) -> (stamp, blended
         # tensors); derived data, validated on every use (see
-        # _interpolated_forward), never saved or copied.
+        # _cached_interpolation), never saved or copied.
         self._blend_cache: Dict[tuple, tuple] = {}
 
     @property
