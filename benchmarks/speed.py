@@ -3,6 +3,7 @@
     python benchmarks/speed.py                       # eager: about 10 min on 2 CPU cores
     python benchmarks/speed.py --only inference --archs resnet18 --sizes 224 --batches 1
     python benchmarks/speed.py --only compiled       # torch.compile rows (compiling takes minutes)
+    python benchmarks/speed.py --only dynamo --sizes 96 --repeats 7   # dynamo's per-call cost
     python benchmarks/speed.py --device cuda         # on a GPU
 
 Each comparison alternates the SAN model and the plain model for --repeats rounds; a round times
@@ -17,6 +18,10 @@ rounds' medians and the ratio of medians (SAN / plain):
               size; SAN computes B + s * A inside its graph); with --freeze also inductor's
               freezing (weights folded into the graph as constants: deployment, where weights no
               longer change)
+  dynamo      what torch.compile adds around the graph per call (guards, input prologue),
+              both compiled with a backend whose graph returns precomputed outputs; warm
+              (back to back) and cold (--evict-mib of memory written before each call, as a
+              real forward's convolutions do); batch 1
   train       one SAN step over K sizes (forward, backward, SGD) vs the sum of K plain steps (one
               per size), same batch, with the joint backward and with SANClassifier's per-size
               backward; peak memory (CUDA: peak allocated; CPU: peak of the activations held for
@@ -95,6 +100,10 @@ def compare(name, san_fn, plain_fn, args, repeats=None, warmup=2):
     for _ in range(repeats or args.repeats):
         san_times.append(measure(san_fn, args.min_run_time))
         plain_times.append(measure(plain_fn, args.min_run_time))
+    return _row(name, san_times, plain_times)
+
+
+def _row(name, san_times, plain_times):
     ratio = statistics.median(san_times) / statistics.median(plain_times)
     row = dict(name=name, san=_stats(san_times), plain=_stats(plain_times),
                ratio=ratio)
@@ -109,8 +118,9 @@ def _stats(times):
 
 
 def _fmt(s):
-    return (f'{s["min"] * 1e3:8.1f}/{s["median"] * 1e3:8.1f}/'
-            f'{s["max"] * 1e3:8.1f} ms')
+    digits = 3 if s['median'] < 1e-3 else 1  # dynamo rows are microseconds
+    return (f'{s["min"] * 1e3:8.{digits}f}/{s["median"] * 1e3:8.{digits}f}/'
+            f'{s["max"] * 1e3:8.{digits}f} ms')
 
 
 def san_and_plain(arch, device):
@@ -196,6 +206,66 @@ def bench_compiled(args):
                     rows.append(row)
             inductor_config.freezing = False
     return rows
+
+
+def bench_dynamo(args):
+    """What torch.compile adds around the graph on every call (guards, the
+    prologue that gathers the graph's inputs, SAN's scale-state update),
+    SAN vs plain: both compiled with a backend whose graph returns its
+    precomputed outputs, so the time is dynamo's alone. 'warm' repeats the
+    call back to back; 'cold' first writes --evict-mib of memory, as the
+    convolutions of a real forward do, so the guards read the modules from
+    main memory."""
+    rows = []
+    for arch in args.archs:
+        san, plain, torch = san_and_plain(arch, args.device)
+        for size in args.sizes:
+            x = torch.rand(1, 3, size, size, device=args.device)
+            calls = {}
+            for name, model in (('san', san), ('plain', plain)):
+                torch._dynamo.reset()
+                graphs = []
+
+                def outputs_only(gm, inputs, graphs=graphs):
+                    outputs = gm(*inputs)
+                    graphs.append(gm)
+                    return lambda *_: outputs
+
+                compiled = torch.compile(model, dynamic=False,
+                                         backend=outputs_only)
+                with torch.no_grad():
+                    compiled(x, mode='tensor')
+                if len(graphs) != 1:
+                    raise AssertionError(f'{name} {arch} compiled into '
+                                         f'{len(graphs)} graphs, expected 1')
+                calls[name] = forward_of(compiled, x)
+            rows.append(compare(f'dynamo per call, warm {arch} r={size}',
+                                calls['san'], calls['plain'], args))
+            rows.append(compare_cold(f'dynamo per call, cold {arch} r={size}',
+                                     calls['san'], calls['plain'], args))
+    return rows
+
+
+def compare_cold(name, san_fn, plain_fn, args, calls=200):
+    """Like compare, but memory (--evict-mib) is written before every call
+    and only the call is timed: median over ``calls`` per round."""
+    import torch
+    evict = torch.empty(args.evict_mib * 2**20 // 4)
+
+    def median_cold(fn):
+        times = []
+        for _ in range(calls):
+            evict.add_(1.0)
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    san_times, plain_times = [], []
+    for _ in range(args.repeats):
+        san_times.append(median_cold(san_fn))
+        plain_times.append(median_cold(plain_fn))
+    return _row(name, san_times, plain_times)
 
 
 def _train_step_fn(model, torch, sizes, batch, device, per_size=False):
@@ -380,7 +450,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--only', nargs='+',
                         default=['inference', 'train', 'pipeline'],
-                        choices=['inference', 'compiled', 'train', 'pipeline'])
+                        choices=['inference', 'compiled', 'dynamo', 'train',
+                                 'pipeline'])
     parser.add_argument('--archs', nargs='+', default=list(ARCHS),
                         choices=list(ARCHS))
     parser.add_argument('--sizes', type=int, nargs='+', default=[224, 160, 96])
@@ -394,6 +465,8 @@ def main():
                         '(Timer.blocked_autorange)')
     parser.add_argument('--freeze', action='store_true',
                         help='compiled rows also with inductor freezing')
+    parser.add_argument('--evict-mib', type=int, default=16,
+                        help="memory written before each 'cold' dynamo call")
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--out', help='write all rows as JSON')
     args = parser.parse_args()
@@ -410,6 +483,8 @@ def main():
         rows += bench_inference(args)
     if 'compiled' in args.only:
         rows += bench_compiled(args)
+    if 'dynamo' in args.only:
+        rows += bench_dynamo(args)
     if 'train' in args.only:
         rows += bench_train(args)
     if 'pipeline' in args.only:
