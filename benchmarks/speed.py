@@ -9,7 +9,9 @@
 Each comparison alternates the SAN model and the plain model for --repeats rounds; a round times
 each with torch.utils.benchmark (Timer.blocked_autorange: enough calls to fill --min-run-time,
 CUDA synchronised, the process's thread count), and the rows print min / median / max of the
-rounds' medians and the ratio of medians (SAN / plain):
+rounds' medians and the ratio of medians (SAN / plain); --control adds, to each inference and
+compiled row, the plain model against a deep copy of itself (the ratio this machine gives two
+identical models: read SAN's ratios against it):
   inference   eval forward at size r with cached kernels vs mmpretrain's ResNet / MobileNetV2
               with the same weights (SAN initialised from the plain model: equal logits, checked);
               also SAN regenerating every kernel on every forward (the reference's behaviour) vs
@@ -30,6 +32,7 @@ rounds' medians and the ratio of medians (SAN / plain):
               mmpretrain's single-size LoadImageFromFile + RandomResizedCrop + RandomFlip, same JPEGs
 """
 import argparse
+import copy
 import json
 import os
 import platform
@@ -141,6 +144,7 @@ def bench_inference(args):
     rows = []
     for arch in args.archs:
         san, plain, torch = san_and_plain(arch, args.device)
+        plain_copy = copy.deepcopy(plain) if args.control else None
         for size in args.sizes:
             for batch in args.batches:
                 x = torch.rand(batch, 3, size, size, device=args.device)
@@ -163,6 +167,11 @@ def bench_inference(args):
                 rows.append(compare(
                     f'  regenerate-every-forward vs cached {arch} r={size} '
                     f'b={batch}', run_regenerate, run_san, args))
+                if args.control:
+                    rows.append(compare(
+                        f'  control: plain copy vs plain {arch} r={size} '
+                        f'b={batch}', forward_of(plain_copy, x), run_plain,
+                        args))
     return rows
 
 
@@ -171,16 +180,19 @@ def bench_compiled(args):
     per size (dynamic=False); with --freeze, inductor's freezing too."""
     from san_mm.engine.compile import allow_graphs
     rows = []
-    allow_graphs(4 * len(args.sizes) * len(args.batches))
+    allow_graphs(6 * len(args.sizes) * len(args.batches))
     variants = [False, True] if args.freeze else [False]
     for arch in args.archs:
         san, plain, torch = san_and_plain(arch, args.device)
+        plain_copy = copy.deepcopy(plain) if args.control else None
         for freeze in variants:
             import torch._inductor.config as inductor_config
             inductor_config.freezing = freeze
             torch._dynamo.reset()
             compiled_san = torch.compile(san, dynamic=False)
             compiled_plain = torch.compile(plain, dynamic=False)
+            compiled_copy = (torch.compile(plain_copy, dynamic=False)
+                             if args.control else None)
             label = 'compiled+frozen' if freeze else 'compiled'
             for size in args.sizes:
                 for batch in args.batches:
@@ -204,6 +216,14 @@ def bench_compiled(args):
                                   forward_of(compiled_plain, x), args)
                     row['compile_seconds'] = compile_s
                     rows.append(row)
+                    if args.control:
+                        with torch.no_grad():
+                            compiled_copy(x, mode='tensor')
+                        rows.append(compare(
+                            f'  control: plain copy vs plain, {label} {arch} '
+                            f'r={size} b={batch}',
+                            forward_of(compiled_copy, x),
+                            forward_of(compiled_plain, x), args))
             inductor_config.freezing = False
     return rows
 
@@ -465,6 +485,11 @@ def main():
                         '(Timer.blocked_autorange)')
     parser.add_argument('--freeze', action='store_true',
                         help='compiled rows also with inductor freezing')
+    parser.add_argument('--control', action='store_true',
+                        help='inference and compiled rows also time the plain '
+                        'model against a deep copy of itself (an A/A control: '
+                        'how far from 1 a ratio drifts on this machine when '
+                        'the models are the same)')
     parser.add_argument('--evict-mib', type=int, default=16,
                         help="memory written before each 'cold' dynamo call")
     parser.add_argument('--device', default='cpu')
