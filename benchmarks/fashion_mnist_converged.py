@@ -610,24 +610,28 @@ def method_table(table):
 
 
 def unseen_table(data, table):
+    """Baselines at the nearest training size, SAN in every mode, and each
+    SAN-family method (SAN and the ablations that have runs) in the mode that
+    is best on its validation split."""
+    family = [m for m in LABELS if m in table]
     lines = ['| size | baseline at nearest size, as trained | same, BN recalibrated | '
              + ' | '.join(f'SAN {m}' for m in SAN_MODES)
-             + ' | SAN, mode best on val | no meta, mode best on val |',
-             '|---|---|---|' + '---|' * (len(SAN_MODES) + 2)]
+             + ''.join(f' | {LABELS[m]}, mode best on val' for m in family) + ' |',
+             '|---|---|---|' + '---|' * (len(SAN_MODES) + len(family))]
     for size in UNSEEN_SIZES:
         near = f'baseline@{nearest_train_size(size)}'
         base = table.get(near, {})
         san = table.get('san', {})
         chosen = []
-        for method in ('san', 'no_meta'):
+        for method in family:
             mode = best_mode(data, method, size)
-            values = table.get(method, {}).get(mode, {}).get(size, [])
+            values = table[method].get(mode, {}).get(size, [])
             chosen.append(f'{cell(values)} ({mode})' if values else '')
         lines.append(
             f'| {size} ({near}) | {cell(base.get("as_trained", {}).get(size, []))} | '
             f'{cell(base.get("calibrated", {}).get(size, []))} | '
             + ' | '.join(cell(san.get(m, {}).get(size, [])) for m in SAN_MODES)
-            + ' | ' + ' | '.join(chosen) + ' |')
+            + ''.join(f' | {c}' for c in chosen) + ' |')
     return '\n'.join(lines)
 
 

@@ -77,6 +77,14 @@ def test_finished_study_answers_from_the_numbers(study):
     # construction above) and is compared with the recalibrated baseline.
     assert '10 px +0.00 (calibrated vs baseline@12 calibrated' in md
     assert '| 28 | 91.10 ± 0.14 | 91.10 ± 0.14 | 92.10 ± 0.14 | 90.00 |' in md
+    # Unseen sizes: SAN in every mode, then each SAN-family method in its
+    # best mode on validation (calibrated here), one column per method.
+    unseen = next(l for l in md.splitlines() if l.startswith('| 10 (baseline@12) |'))
+    header = next(l for l in md.splitlines() if l.startswith('| size | baseline at nearest'))
+    assert unseen.count('|') == header.count('|')
+    assert header.endswith('| SAN, summed loss, mode best on val |')
+    assert unseen.endswith('| 92.10 ± 0.14 (calibrated)'
+                           + ' | 90.00 (calibrated)' * 4 + ' |')
     for name in ('fashion_mnist_converged_accuracy_vs_size.png',
                  'fashion_mnist_converged_learning_curves.png'):
         assert osp.getsize(osp.join(osp.dirname(study.RESULTS), name)) > 0
