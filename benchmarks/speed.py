@@ -177,11 +177,27 @@ def bench_inference(args):
 
 def bench_compiled(args):
     """Compiled SAN vs compiled plain model, same weights, one static graph
-    per size (dynamic=False); with --freeze, inductor's freezing too."""
+    per size (dynamic=False); with --freeze, inductor's freezing too. With
+    --compile-part backbone, only the backbones are compiled and timed (the
+    head and neck are the same modules in both models)."""
     from san_mm.engine.compile import allow_graphs
     rows = []
     allow_graphs(6 * len(args.sizes) * len(args.batches))
     variants = [False, True] if args.freeze else [False]
+    whole = args.compile_part == 'model'
+
+    def part(model):
+        return model if whole else model.backbone
+
+    def run_part(compiled, x):
+        return compiled(x, mode='tensor') if whole else compiled(x)[-1]
+
+    def timed(compiled, x):
+        def run():
+            with torch.no_grad():
+                run_part(compiled, x)
+        return run
+
     for arch in args.archs:
         san, plain, torch = san_and_plain(arch, args.device)
         plain_copy = copy.deepcopy(plain) if args.control else None
@@ -189,19 +205,20 @@ def bench_compiled(args):
             import torch._inductor.config as inductor_config
             inductor_config.freezing = freeze
             torch._dynamo.reset()
-            compiled_san = torch.compile(san, dynamic=False)
-            compiled_plain = torch.compile(plain, dynamic=False)
-            compiled_copy = (torch.compile(plain_copy, dynamic=False)
+            compiled_san = torch.compile(part(san), dynamic=False)
+            compiled_plain = torch.compile(part(plain), dynamic=False)
+            compiled_copy = (torch.compile(part(plain_copy), dynamic=False)
                              if args.control else None)
-            label = 'compiled+frozen' if freeze else 'compiled'
+            label = ('compiled+frozen' if freeze else 'compiled') + (
+                '' if whole else ' backbone')
             for size in args.sizes:
                 for batch in args.batches:
                     x = torch.rand(batch, 3, size, size, device=args.device)
                     start = time.perf_counter()
                     with torch.no_grad():
-                        got = compiled_san(x, mode='tensor')
+                        got = run_part(compiled_san, x)
                         middle = time.perf_counter()
-                        expected = compiled_plain(x, mode='tensor')
+                        expected = run_part(compiled_plain, x)
                     compile_s = dict(san=middle - start,
                                      plain=time.perf_counter() - middle)
                     gap = (got - expected).abs().max().item()
@@ -212,18 +229,18 @@ def bench_compiled(args):
                             f'model by {gap} (logits up to {scale})')
 
                     row = compare(f'{label} {arch} r={size} b={batch}',
-                                  forward_of(compiled_san, x),
-                                  forward_of(compiled_plain, x), args)
+                                  timed(compiled_san, x),
+                                  timed(compiled_plain, x), args)
                     row['compile_seconds'] = compile_s
                     rows.append(row)
                     if args.control:
                         with torch.no_grad():
-                            compiled_copy(x, mode='tensor')
+                            run_part(compiled_copy, x)
                         rows.append(compare(
                             f'  control: plain copy vs plain, {label} {arch} '
                             f'r={size} b={batch}',
-                            forward_of(compiled_copy, x),
-                            forward_of(compiled_plain, x), args))
+                            timed(compiled_copy, x),
+                            timed(compiled_plain, x), args))
             inductor_config.freezing = False
     return rows
 
@@ -485,6 +502,10 @@ def main():
                         '(Timer.blocked_autorange)')
     parser.add_argument('--freeze', action='store_true',
                         help='compiled rows also with inductor freezing')
+    parser.add_argument('--compile-part', default='model',
+                        choices=['model', 'backbone'],
+                        help='compiled rows: compile and time the whole '
+                        'classifier or the backbone alone')
     parser.add_argument('--control', action='store_true',
                         help='inference and compiled rows also time the plain '
                         'model against a deep copy of itself (an A/A control: '
