@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from .derived_cache import DerivedTensorCacheMixin
 from .scale_policy import ScaleContext
 
 #: Initialisations of the reference implementation.
@@ -21,7 +22,7 @@ from .scale_policy import ScaleContext
 META_INITS = ('resnet', 'mobilenet_v2', 'kaiming')
 
 
-class MetaConv2d(nn.Conv2d):
+class MetaConv2d(DerivedTensorCacheMixin, nn.Conv2d):
     """A convolution whose kernel is generated from the active scale encoding.
 
     Args:
@@ -51,6 +52,9 @@ class MetaConv2d(nn.Conv2d):
         >>> tuple(kernel.shape)
         (16, 8, 3, 3)
     """
+
+    derived_cache_attrs = dict(_kernel_cache=OrderedDict,
+                               _cache_stamp=lambda: None)
 
     def __init__(self,
                  in_channels: int,
@@ -85,7 +89,7 @@ class MetaConv2d(nn.Conv2d):
             self.register_parameter('weight_residual', None)
         self.cache_size = cache_size
         self._kernel_cache: 'OrderedDict[float, Tensor]' = OrderedDict()
-        self._cache_stamp = None
+        self._cache_stamp = None  # the parameters' versions and pointers
         self.reset_parameters()
 
     # ------------------------------------------------------------------ init
@@ -184,29 +188,9 @@ class MetaConv2d(nn.Conv2d):
         return kernel
 
     def clear_kernel_cache(self) -> None:
-        self._kernel_cache.clear()
-        self._cache_stamp = None
-
-    # ------------------------------------------------- cache invalidation
-    def train(self, mode: bool = True):
-        self.clear_kernel_cache()
-        return super().train(mode)
-
-    def _apply(self, fn, *args, **kwargs):
-        self.clear_kernel_cache()
-        return super()._apply(fn, *args, **kwargs)
-
-    def _load_from_state_dict(self, *args, **kwargs):
-        self.clear_kernel_cache()
-        return super()._load_from_state_dict(*args, **kwargs)
-
-    def __getstate__(self):
-        # Cached kernels are derived data: never pickle or deep-copy them.
-        state = super().__getstate__()
-        state = dict(state)
-        state['_kernel_cache'] = OrderedDict()
-        state['_cache_stamp'] = None
-        return state
+        # train(), .to(), load_state_dict and pickling clear it too
+        # (DerivedTensorCacheMixin).
+        self.clear_derived_cache()
 
     # -------------------------------------------------------------- forward
     def forward(self, x: Tensor) -> Tensor:

@@ -15,10 +15,11 @@ import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 from torch import Tensor
 
+from .derived_cache import DerivedTensorCacheMixin
 from .scale_policy import ScaleContext
 
 
-class PrivateBatchNorm2d(nn.Module):
+class PrivateBatchNorm2d(DerivedTensorCacheMixin, nn.Module):
     """K private BatchNorm layers, selected by the active resolution.
 
     Args:
@@ -42,6 +43,8 @@ class PrivateBatchNorm2d(nn.Module):
         torch.Size([4, 16, 8, 8])
     """
 
+    derived_cache_attrs = dict(_blend_cache=dict)
+
     def __init__(self,
                  num_features: int,
                  num_sets: int,
@@ -62,7 +65,7 @@ class PrivateBatchNorm2d(nn.Module):
         self._set_keys = tuple(str(i) for i in range(num_sets))
         # Data-free BN in eval: (lower, upper, alpha) -> (stamp, blended
         # tensors); derived data, validated on every use (see
-        # _cached_interpolation), never saved or copied.
+        # _cached_interpolation) and DerivedTensorCacheMixin.
         self._blend_cache: Dict[tuple, tuple] = {}
 
     @property
@@ -168,19 +171,6 @@ class PrivateBatchNorm2d(nn.Module):
         self._blend_cache[key] = (stamp, blended)
         return blended
 
-    def train(self, mode: bool = True):
-        self._blend_cache.clear()
-        return super().train(mode)
-
-    def _apply(self, fn, *args, **kwargs):
-        self._blend_cache.clear()  # device / dtype changes
-        return super()._apply(fn, *args, **kwargs)
-
-    def __getstate__(self):
-        state = dict(super().__getstate__())
-        state['_blend_cache'] = {}
-        return state
-
     # -------------------------------------------------------- calibration
     def reset_calibration(self, size: int) -> None:
         """Create (or clear) the calibrated statistics for ``size``."""
@@ -212,7 +202,6 @@ class PrivateBatchNorm2d(nn.Module):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Calibrated statistics are created on demand; make room for those in
         # the checkpoint so they load into a freshly built network.
-        self._blend_cache.clear()
         marker = prefix + 'calibrated.'
         for key in state_dict:
             if key.startswith(marker) and key.endswith('.running_mean'):
