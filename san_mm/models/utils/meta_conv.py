@@ -194,7 +194,7 @@ class MetaConv2d(DerivedTensorCacheMixin, nn.Conv2d):
 
     # -------------------------------------------------------------- forward
     def forward(self, x: Tensor) -> Tensor:
-        state = self.scale_context.require_state(type(self).__name__)
+        state = self.scale_context.require_state(self)
         return self._conv_forward(x, self.kernel_for(state.encoding), None)
 
     def extra_repr(self) -> str:

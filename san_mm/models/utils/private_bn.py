@@ -78,7 +78,7 @@ class PrivateBatchNorm2d(DerivedTensorCacheMixin, nn.Module):
 
     # --------------------------------------------------------- selection
     def forward(self, x: Tensor) -> Tensor:
-        selection = self.scale_context.require_state(type(self).__name__).bn
+        selection = self.scale_context.require_state(self).bn
         if selection.kind == 'set':
             bn = self._modules['sets']._modules[self._set_keys[selection.index]]
             if bn.training or bn._forward_hooks or bn._forward_pre_hooks:

@@ -86,12 +86,16 @@ class ScaleContext:
     def __init__(self):
         self.state: Optional[ScaleState] = None
 
-    def require_state(self, layer: str) -> ScaleState:
+    def require_state(self, layer) -> ScaleState:
+        """The active state, for ``layer`` (the calling module: named only in
+        the error). Layers pass themselves rather than their class name, so a
+        compiled forward does not read ``type(layer)`` per layer (dynamo
+        guards every such read)."""
         if self.state is None:
             raise RuntimeError(
-                f'{layer} has no active resolution: call it through its SAN '
-                'backbone (which sets the size from the input) or set '
-                '`scale_context.state` explicitly')
+                f'{type(layer).__name__} has no active resolution: call it '
+                'through its SAN backbone (which sets the size from the '
+                'input) or set `scale_context.state` explicitly')
         return self.state
 
 

@@ -166,5 +166,6 @@ def test_cache_is_bounded_and_not_copied():
 
 def test_forward_needs_an_active_size():
     conv = MetaConv2d(4, 4, 3, scale_context=ScaleContext())
-    with pytest.raises(RuntimeError, match='no active resolution'):
+    with pytest.raises(RuntimeError,
+                       match='MetaConv2d has no active resolution'):
         conv(torch.randn(1, 4, 5, 5))

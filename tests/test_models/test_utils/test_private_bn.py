@@ -171,6 +171,13 @@ def test_sync_bn_conversion_keeps_private_sets():
     assert all(isinstance(s, nn.SyncBatchNorm) for s in converted.sets)
 
 
+def test_forward_needs_an_active_size():
+    bn = PrivateBatchNorm2d(4, num_sets=2, scale_context=ScaleContext())
+    with pytest.raises(RuntimeError,
+                       match='PrivateBatchNorm2d has no active resolution'):
+        bn(torch.randn(1, 4, 5, 5))
+
+
 def test_invalid_num_sets():
     with pytest.raises(ValueError, match='0'):
         PrivateBatchNorm2d(4, 0, ScaleContext())
