@@ -512,18 +512,14 @@ def run_processes(args):
     another, with the same arguments; print and write (``--out``) every
     process's rows and, per row, the ratios and their median."""
     import tempfile
-    argv = sys.argv[1:]
-    for flag in ('--processes', '--out'):
-        while flag in argv:
-            i = argv.index(flag)
-            del argv[i:i + 2]
     processes, machine = [], None
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.processes):
             out = os.path.join(tmp, f'process{i}.json')
             print(f'--- process {i + 1} of {args.processes}', flush=True)
-            subprocess.run([sys.executable, __file__, *argv, '--out', out],
-                           check=True)
+            # the same arguments; the last --processes / --out win (argparse)
+            subprocess.run([sys.executable, __file__, *sys.argv[1:],
+                            '--processes', '1', '--out', out], check=True)
             with open(out) as f:
                 result = json.load(f)
             machine = result['machine']
