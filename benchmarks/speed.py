@@ -76,11 +76,16 @@ def build(arch, san, device):
 
 def forward_of(model, x):
     """A call that runs ``model`` on ``x`` without autograd, to be timed."""
+    return without_grad(lambda: model(x, mode='tensor'))
+
+
+def without_grad(call):
+    """``call`` (no arguments) wrapped to run without autograd."""
     import torch
 
     def run():
         with torch.no_grad():
-            model(x, mode='tensor')
+            call()
     return run
 
 
@@ -108,7 +113,10 @@ def compare_with_control(name, san_fn, plain_fn, copy_fn, control_name,
     """SAN vs plain and the A/A control (a deep copy of the plain model vs
     plain) timed in the same rounds, so that the control sees the same
     machine as the SAN row it is read against (timed one after the other,
-    the two rows drifted apart by more than the gaps they measure here)."""
+    the two rows drifted apart by more than the gaps they measure here).
+    Without a control (``copy_fn`` None), the SAN row alone."""
+    if copy_fn is None:
+        return [compare(name, san_fn, plain_fn, args)]
     san_times, plain_times, copy_times = interleaved_times(
         [san_fn, plain_fn, copy_fn], args)
     return [_row(name, san_times, plain_times),
@@ -186,14 +194,12 @@ def bench_inference(args):
                         conv.clear_kernel_cache()
                     run_san()
 
-                name = f'inference {arch} r={size} b={batch}'
-                if args.control:
-                    rows += compare_with_control(
-                        name, run_san, run_plain, forward_of(plain_copy, x),
-                        f'  control: plain copy vs plain {arch} r={size} '
-                        f'b={batch}', args)
-                else:
-                    rows.append(compare(name, run_san, run_plain, args))
+                rows += compare_with_control(
+                    f'inference {arch} r={size} b={batch}', run_san,
+                    run_plain,
+                    forward_of(plain_copy, x) if args.control else None,
+                    f'  control: plain copy vs plain {arch} r={size} '
+                    f'b={batch}', args)
                 rows.append(compare(
                     f'  regenerate-every-forward vs cached {arch} r={size} '
                     f'b={batch}', run_regenerate, run_san, args))
@@ -218,10 +224,7 @@ def bench_compiled(args):
         return compiled(x, mode='tensor') if whole else compiled(x)[-1]
 
     def timed(compiled, x):
-        def run():
-            with torch.no_grad():
-                run_part(compiled, x)
-        return run
+        return without_grad(lambda: run_part(compiled, x))
 
     for arch in args.archs:
         san, plain, torch = san_and_plain(arch, args.device)
@@ -253,18 +256,13 @@ def bench_compiled(args):
                             f'compiled SAN differs from the compiled plain '
                             f'model by {gap} (logits up to {scale})')
 
-                    name = f'{label} {arch} r={size} b={batch}'
-                    if args.control:
-                        with torch.no_grad():
-                            run_part(compiled_copy, x)
-                        found = compare_with_control(
-                            name, timed(compiled_san, x),
-                            timed(compiled_plain, x), timed(compiled_copy, x),
-                            f'  control: plain copy vs plain, {label} {arch} '
-                            f'r={size} b={batch}', args)
-                    else:
-                        found = [compare(name, timed(compiled_san, x),
-                                         timed(compiled_plain, x), args)]
+                    # (the copy compiles in the untimed warm-up calls)
+                    found = compare_with_control(
+                        f'{label} {arch} r={size} b={batch}',
+                        timed(compiled_san, x), timed(compiled_plain, x),
+                        timed(compiled_copy, x) if args.control else None,
+                        f'  control: plain copy vs plain, {label} {arch} '
+                        f'r={size} b={batch}', args)
                     found[0]['compile_seconds'] = compile_s
                     rows += found
             inductor_config.freezing = False

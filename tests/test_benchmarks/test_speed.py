@@ -55,3 +55,12 @@ def test_summary_over_processes_is_the_median_ratio_per_row(speed):
     assert summary[0]['ratios'] == [1.03, 1.01, 1.08]
     assert summary[0]['median_ratio'] == pytest.approx(1.03)
     assert summary[1]['median_ratio'] == pytest.approx(1.0)
+
+
+def test_without_a_control_only_the_san_row(speed, monkeypatch, capsys):
+    monkeypatch.setattr(speed, 'measure', lambda fn, min_run_time: fn())
+    args = argparse.Namespace(repeats=2, min_run_time=0.0)
+    rows = speed.compare_with_control('inference x', lambda: 1.1, lambda: 1.0,
+                                      None, '  control x', args)
+    assert [row['name'] for row in rows] == ['inference x']
+    assert rows[0]['ratio'] == pytest.approx(1.1)
