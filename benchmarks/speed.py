@@ -26,6 +26,11 @@ ones: --repeats 30 --min-run-time 0.05.
               both compiled with a backend whose graph returns precomputed outputs; warm
               (back to back) and cold (--evict-mib of memory written before each call, as a
               real forward's convolutions do); batch 1
+  placement   the batch-1 convolutions alone, with SAN's cached kernels, with the plain model's
+              weights and with fresh clones of those weights (equal values; only where the tensor
+              was allocated differs): whether a gap in the inference rows is SAN's or the
+              allocator's (glibc puts tensors allocated at build time and later ones in different
+              memory; MALLOC_MMAP_THRESHOLD_ fixes that, and is reported with the machine)
   train       one SAN step over K sizes (forward, backward, SGD) vs the sum of K plain steps (one
               per size), same batch, with the joint backward and with SANClassifier's per-size
               backward; peak memory (CUDA: peak allocated; CPU: peak of the activations held for
@@ -266,6 +271,68 @@ def bench_compiled(args):
                     found[0]['compile_seconds'] = compile_s
                     rows += found
             inductor_config.freezing = False
+    return rows
+
+
+def conv_calls(san, plain, x):
+    """Every generated conv of ``san`` as a call on the input it sees in
+    ``plain`` at ``x``, three ways that differ only in the kernel tensor:
+    ``'plain'`` (the plain model's weight), ``'san'`` (SAN's cached kernel,
+    equal values) and ``'clone'`` (a clone of the plain weight allocated
+    now). Returns ``{variant: [(conv_forward, input, kernel), ...]}``."""
+    import torch
+    inputs = {}
+    plain_modules = dict(plain.named_modules())
+    hooks = [module.register_forward_hook(
+        lambda module, args, out, name=name: inputs.__setitem__(name, args[0]))
+        for name, module in plain_modules.items()
+        if isinstance(module, torch.nn.Conv2d)]
+    with torch.no_grad():
+        san(x, mode='tensor')  # fills the kernel caches (eval, no grad)
+        plain(x, mode='tensor')
+    for hook in hooks:
+        hook.remove()
+    calls = dict(plain=[], san=[], clone=[])
+    for name, conv in san.named_modules():
+        if not hasattr(conv, 'kernel_for'):
+            continue
+        weight = plain_modules[name].weight.detach()
+        kernel = conv.kernel_for(conv.scale_context.state.encoding)
+        if not torch.equal(kernel, weight):
+            raise AssertionError(f'{name}: SAN kernel differs from the plain '
+                                 'weight (the comparison needs equal values)')
+        for variant, tensor in (('plain', weight), ('san', kernel),
+                                ('clone', weight.clone())):
+            calls[variant].append((plain_modules[name]._conv_forward,
+                                   inputs[name], tensor))
+    return calls
+
+
+def run_calls(calls):
+    """A callable that runs ``calls`` (one variant of :func:`conv_calls`)
+    without autograd."""
+    return without_grad(lambda: [conv(x_in, kernel, None)
+                                 for conv, x_in, kernel in calls])
+
+
+def bench_placement(args):
+    """Where a kernel tensor lies in memory, not SAN: the batch-1 convs of a
+    SAN model timed with SAN's cached kernels, with the plain model's weights
+    and with fresh clones of those weights (same values, same shapes; only
+    the allocation differs). If the clone is as slow as SAN's kernel, the
+    gap of the inference row is the allocation's, not SAN's."""
+    rows = []
+    for arch in args.archs:
+        san, plain, torch = san_and_plain(arch, args.device)
+        for size in args.sizes:
+            x = torch.rand(1, 3, size, size, device=args.device)
+            calls = conv_calls(san, plain, x)
+            rows += compare_with_control(
+                f'{len(calls["san"])} convs, SAN kernels vs plain weights '
+                f'{arch} r={size} b=1', run_calls(calls['san']),
+                run_calls(calls['plain']), run_calls(calls['clone']),
+                f'  clones of the plain weights vs plain weights {arch} '
+                f'r={size} b=1', args)
     return rows
 
 
@@ -554,8 +621,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--only', nargs='+',
                         default=['inference', 'train', 'pipeline'],
-                        choices=['inference', 'compiled', 'dynamo', 'train',
-                                 'pipeline'])
+                        choices=['inference', 'compiled', 'dynamo',
+                                 'placement', 'train', 'pipeline'])
     parser.add_argument('--archs', nargs='+', default=list(ARCHS),
                         choices=list(ARCHS))
     parser.add_argument('--sizes', type=int, nargs='+', default=[224, 160, 96])
@@ -596,6 +663,9 @@ def main():
     machine = (f'{platform.processor() or platform.machine()}, '
                f'{os.cpu_count()} CPU cores, torch {torch.__version__}, '
                f'{torch.get_num_threads()} threads')
+    # glibc's allocator settings move batch-1 CPU timings (see placement)
+    machine += ''.join(f', {name}={value}' for name, value in
+                       sorted(os.environ.items()) if name.startswith('MALLOC_'))
     if args.device.startswith('cuda'):
         machine += f', {torch.cuda.get_device_name()}'
     print(f'machine: {machine}; device {args.device}; repeats {args.repeats}')
@@ -606,6 +676,8 @@ def main():
         rows += bench_compiled(args)
     if 'dynamo' in args.only:
         rows += bench_dynamo(args)
+    if 'placement' in args.only:
+        rows += bench_placement(args)
     if 'train' in args.only:
         rows += bench_train(args)
     if 'pipeline' in args.only:

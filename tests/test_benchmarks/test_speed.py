@@ -64,3 +64,49 @@ def test_without_a_control_only_the_san_row(speed, monkeypatch, capsys):
                                       None, '  control x', args)
     assert [row['name'] for row in rows] == ['inference x']
     assert rows[0]['ratio'] == pytest.approx(1.1)
+
+
+def _tiny_san_and_plain():
+    """A 4-channel SAN ResNet-18 carrying a plain ResNet-18's weights."""
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
+
+    import san_mm  # noqa: F401
+    from san_mm.models.utils.plain_init import load_plain_into_san
+    init_default_scope('mmpretrain')
+    widths = dict(depth=18, stem_channels=4, base_channels=4)
+    head = dict(type='LinearClsHead', num_classes=3, in_channels=32)
+    san = MODELS.build(dict(
+        type='SANClassifier',
+        backbone=dict(type='MetaResNet', train_sizes=[32, 24], **widths),
+        neck=dict(type='GlobalAveragePooling'), head=head))
+    plain = MODELS.build(dict(
+        type='ImageClassifier', backbone=dict(type='ResNet', **widths),
+        neck=dict(type='GlobalAveragePooling'), head=head))
+    load_plain_into_san(san, plain.state_dict())
+    return san.eval(), plain.eval()
+
+
+def test_placement_calls_differ_only_in_the_kernel_tensor(speed):
+    import torch
+    san, plain = _tiny_san_and_plain()
+    calls = speed.conv_calls(san, plain, torch.rand(1, 3, 24, 24))
+    assert len(calls['san']) == len(list(san.backbone.meta_convs())) == 19
+    for plain_call, san_call, clone_call in zip(calls['plain'], calls['san'],
+                                                calls['clone']):
+        kernels = [plain_call[2], san_call[2], clone_call[2]]
+        assert len({k.data_ptr() for k in kernels}) == 3  # three tensors
+        assert all(torch.equal(kernels[0], k) for k in kernels[1:])
+        assert plain_call[:2] == san_call[:2] == clone_call[:2]
+        out = plain_call[0](plain_call[1], san_call[2], None)
+        assert torch.equal(out, plain_call[0](plain_call[1], kernels[0], None))
+    assert speed.run_calls(calls['san'])() is None  # timed for side effects
+
+
+def test_placement_refuses_a_san_model_with_other_kernels(speed):
+    import torch
+    san, plain = _tiny_san_and_plain()
+    with torch.no_grad():
+        next(iter(san.backbone.meta_convs())).weight_residual.fill_(0.5)
+    with pytest.raises(AssertionError, match='differs from the plain weight'):
+        speed.conv_calls(san, plain, torch.rand(1, 3, 24, 24))
