@@ -22,6 +22,8 @@ ones: --repeats 30 --min-run-time 0.05.
               size; SAN computes B + s * A inside its graph); with --freeze also inductor's
               freezing (weights folded into the graph as constants: deployment, where weights no
               longer change)
+  aoti        the same through torch.export + AOTInductor (no dynamo, so no guards per call;
+              weights folded once when the package loads): the deployment path at batch 1
   dynamo      what torch.compile adds around the graph per call (guards, input prologue),
               both compiled with a backend whose graph returns precomputed outputs; warm
               (back to back) and cold (--evict-mib of memory written before each call, as a
@@ -271,6 +273,59 @@ def bench_compiled(args):
                     found[0]['compile_seconds'] = compile_s
                     rows += found
             inductor_config.freezing = False
+    return rows
+
+
+def aoti_package(model, x, path):
+    """``model`` (eval) through ``torch.export`` at ``x``'s shape and
+    AOTInductor, loaded back: a compiled program with no dynamo guards per
+    call. Parameters are folded once when the package loads
+    (``use_runtime_constant_folding``): SAN's ``B + s * A`` and the BNs,
+    like the plain model's BNs."""
+    import torch
+    import torch._inductor.config as inductor_config
+    with torch.no_grad():
+        program = torch.export.export(model, (x, ))
+    with inductor_config.patch(
+            {'aot_inductor.use_runtime_constant_folding': True}):
+        torch._inductor.aoti_compile_and_package(program, package_path=path)
+    return torch._inductor.aoti_load_package(path)
+
+
+def bench_aoti(args):
+    """SAN vs plain through torch.export + AOTInductor at batch 1 (the
+    deployment path without dynamo: nothing runs per call but the compiled
+    program), with the A/A control (a second package of the plain model)."""
+    import tempfile
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for arch in args.archs:
+            san, plain, torch = san_and_plain(arch, args.device)
+            for size in args.sizes:
+                x = torch.rand(1, 3, size, size, device=args.device)
+                start = time.perf_counter()
+                packages = {}
+                for name, model in (('san', san), ('plain', plain),
+                                    ('copy', plain)):
+                    packages[name] = aoti_package(
+                        model, x, os.path.join(tmp, f'{arch}_{size}_{name}.pt2'))
+                compile_s = time.perf_counter() - start
+                with torch.no_grad():
+                    expected = plain(x, mode='tensor')
+                    for name, package in packages.items():
+                        gap = (package(x) - expected).abs().max().item()
+                        if gap > 1e-4 * max(expected.abs().max().item(), 1.0):
+                            raise AssertionError(
+                                f'AOTInductor {name} {arch} differs from the '
+                                f'eager plain model by {gap}')
+                found = compare_with_control(
+                    f'aoti {arch} r={size} b=1',
+                    *[without_grad(lambda p=packages[name]: p(x))
+                      for name in ('san', 'plain', 'copy')],
+                    f'  control: plain copy vs plain, aoti {arch} r={size} '
+                    'b=1', args)
+                found[0]['compile_seconds_all_three'] = compile_s
+                rows += found
     return rows
 
 
@@ -621,7 +676,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--only', nargs='+',
                         default=['inference', 'train', 'pipeline'],
-                        choices=['inference', 'compiled', 'dynamo',
+                        choices=['inference', 'compiled', 'aoti', 'dynamo',
                                  'placement', 'train', 'pipeline'])
     parser.add_argument('--archs', nargs='+', default=list(ARCHS),
                         choices=list(ARCHS))
@@ -674,6 +729,8 @@ def main():
         rows += bench_inference(args)
     if 'compiled' in args.only:
         rows += bench_compiled(args)
+    if 'aoti' in args.only:
+        rows += bench_aoti(args)
     if 'dynamo' in args.only:
         rows += bench_dynamo(args)
     if 'placement' in args.only:
