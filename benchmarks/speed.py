@@ -221,7 +221,8 @@ def bench_compiled(args):
     from san_mm.engine.compile import allow_graphs
     rows = []
     allow_graphs(6 * len(args.sizes) * len(args.batches))
-    variants = [False, True] if args.freeze else [False]
+    variants = dict(none=[False], both=[False, True],
+                    only=[True])[args.freeze]
     whole = args.compile_part == 'model'
 
     def part(model):
@@ -240,22 +241,31 @@ def bench_compiled(args):
             import torch._inductor.config as inductor_config
             inductor_config.freezing = freeze
             torch._dynamo.reset()
-            compiled_san = torch.compile(part(san), dynamic=False)
-            compiled_plain = torch.compile(part(plain), dynamic=False)
-            compiled_copy = (torch.compile(part(plain_copy), dynamic=False)
+            options = dict(dynamic=False, mode=args.compile_mode)
+            compiled_san = torch.compile(part(san), **options)
+            compiled_plain = torch.compile(part(plain), **options)
+            compiled_copy = (torch.compile(part(plain_copy), **options)
                              if args.control else None)
             label = ('compiled+frozen' if freeze else 'compiled') + (
-                '' if whole else ' backbone')
+                '' if whole else ' backbone') + (
+                    f' {args.compile_mode}' if args.compile_mode else '')
             for size in args.sizes:
                 for batch in args.batches:
                     x = torch.rand(batch, 3, size, size, device=args.device)
                     start = time.perf_counter()
                     with torch.no_grad():
-                        got = run_part(compiled_san, x)
+                        run_part(compiled_san, x)
                         middle = time.perf_counter()
-                        expected = run_part(compiled_plain, x)
-                    compile_s = dict(san=middle - start,
-                                     plain=time.perf_counter() - middle)
+                        run_part(compiled_plain, x)
+                        compile_s = dict(san=middle - start,
+                                         plain=time.perf_counter() - middle)
+                        # later calls are the ones timed (reduce-overhead
+                        # records its CUDA graph on the second and replays
+                        # from the third); clones, since a replay rewrites
+                        # its outputs
+                        for _ in range(2):
+                            got = run_part(compiled_san, x).clone()
+                            expected = run_part(compiled_plain, x).clone()
                     check_same_logits(got, expected, 'compiled SAN',
                                       'the compiled plain model')
 
@@ -275,10 +285,16 @@ def bench_compiled(args):
 def check_same_logits(got, expected, what, reference):
     """Raise unless ``got`` equals ``expected`` up to float32 rounding of
     reordered sums (1e-4 of the logits' scale): compiled programs fuse and
-    reorder, so a timed pair must still compute the same function."""
+    reorder, so a timed pair must still compute the same function. On CUDA
+    with TF32 convolutions (PyTorch's default for cuDNN), 1e-2: TF32 keeps
+    10 mantissa bits, and a compiled graph may pick other conv algorithms
+    and layouts than eager."""
+    import torch
+    tolerance = 1e-2 if (expected.is_cuda and
+                         torch.backends.cudnn.allow_tf32) else 1e-4
     gap = (got - expected).abs().max().item()
     scale = expected.abs().max().item()
-    if gap > 1e-4 * max(scale, 1.0):
+    if gap > tolerance * max(scale, 1.0):
         raise AssertionError(f'{what} differs from {reference} by {gap} '
                              f'(logits up to {scale})')
 
@@ -334,6 +350,62 @@ def bench_aoti(args):
                     'b=1', args)
                 found[0]['compile_seconds'] = compile_s  # as compiled rows
                 rows += found
+    return rows
+
+
+def cuda_graph_of(fn):
+    """``fn`` (no arguments, returns a tensor) captured in a CUDA graph:
+    the replay, and the output tensor it rewrites on every replay. Warmed
+    up on a side stream first, as capturing requires (SAN's eval forward
+    fills its kernel cache there, so the captured forward reads the cached
+    kernels: the graph replays exactly the eager forward's kernels)."""
+    import torch
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream), torch.no_grad():
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph), torch.no_grad():
+        output = fn()
+    return graph.replay, output
+
+
+def bench_cudagraph(args):
+    """SAN vs plain, eager forwards captured whole in a CUDA graph (no
+    Python per call: one graph launch), outputs checked against eager; with
+    --control, a graph of a deep copy of the plain model too."""
+    import torch
+    if not args.device.startswith('cuda'):
+        raise SystemExit('--only cudagraph needs a CUDA device '
+                         f'(--device cuda), got --device {args.device}')
+    rows = []
+    for arch in args.archs:
+        san, plain, _ = san_and_plain(arch, args.device)
+        models = dict(san=san, plain=plain)
+        if args.control:
+            models['copy'] = copy.deepcopy(plain)
+        for size in args.sizes:
+            for batch in args.batches:
+                x = torch.rand(batch, 3, size, size, device=args.device)
+                with torch.no_grad():
+                    expected = plain(x, mode='tensor')
+                replays = {}
+                for name, model in models.items():
+                    replay, output = cuda_graph_of(
+                        lambda m=model: m(x, mode='tensor'))
+                    replay()
+                    torch.cuda.synchronize()
+                    check_same_logits(output, expected,
+                                      f'CUDA graph of {name} {arch}',
+                                      'the eager plain model')
+                    replays[name] = replay
+                rows += compare_with_control(
+                    f'cuda graph {arch} r={size} b={batch}', replays['san'],
+                    replays['plain'], replays.get('copy'),
+                    f'  control: plain copy vs plain, cuda graph {arch} '
+                    f'r={size} b={batch}', args)
     return rows
 
 
@@ -461,13 +533,24 @@ def compare_cold(name, san_fn, plain_fn, args, calls=200):
     return _row(name, san_times, plain_times)
 
 
-def _train_step_fn(model, torch, sizes, batch, device, per_size=False):
+PRECISIONS = dict(fp32=None, fp16='float16', bf16='bfloat16')
+
+
+def _train_step_fn(model, torch, sizes, batch, device, per_size=False,
+                   precision='fp32'):
     """One SGD step at ``sizes``: the joint loss and one backward, or (SAN,
-    ``per_size``) SANClassifier.update_per_size (one backward per size)."""
-    from mmengine.optim import OptimWrapper
+    ``per_size``) SANClassifier.update_per_size (one backward per size).
+    ``precision`` fp16 / bf16 runs it through mmengine's AmpOptimWrapper
+    (autocast and a dynamic loss scale: what ``tools/train.py --amp`` uses),
+    fp32 through the plain OptimWrapper."""
+    from mmengine.optim import AmpOptimWrapper, OptimWrapper
     from mmpretrain.structures import DataSample
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    wrapper = OptimWrapper(optimizer)
+    if PRECISIONS[precision] is None:
+        wrapper = OptimWrapper(optimizer)
+    else:
+        wrapper = AmpOptimWrapper(optimizer=optimizer,
+                                  dtype=PRECISIONS[precision])
     inputs = [torch.rand(batch, 3, s, s, device=device) for s in sizes]
     samples = [DataSample().set_gt_label(i % 1000) for i in range(batch)]
     samples = [s.to(device) for s in samples]
@@ -476,11 +559,11 @@ def _train_step_fn(model, torch, sizes, batch, device, per_size=False):
         if per_size:
             model.update_per_size(inputs, samples, wrapper)
             return
-        losses = model.loss(inputs if len(inputs) > 1 else inputs[0], samples)
-        loss = sum(v for k, v in losses.items() if 'loss' in k)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        with wrapper.optim_context(model):
+            losses = model.loss(inputs if len(inputs) > 1 else inputs[0],
+                                samples)
+        wrapper.update_params(
+            sum(v for k, v in losses.items() if 'loss' in k))
     return step
 
 
@@ -491,29 +574,37 @@ def bench_train(args):
         plain, _ = build(arch, False, args.device)
         san.train()
         plain.train()
-        plain_steps = [_train_step_fn(plain, torch, [s], args.train_batch,
-                                      args.device) for s in TRAIN_SIZES]
+        memory = train_memory(arch, args) if args.train_memory else None
+        for precision in args.precisions:
+            plain_steps = [_train_step_fn(plain, torch, [s], args.train_batch,
+                                          args.device, precision=precision)
+                           for s in TRAIN_SIZES]
 
-        def plain_sum():
-            for step in plain_steps:
-                step()
+            def plain_sum():
+                for step in plain_steps:
+                    step()
 
-        memory = train_memory(arch, args)
-        for per_size in (False, True):
-            san_step = _train_step_fn(san, torch, TRAIN_SIZES,
-                                      args.train_batch, args.device, per_size)
-            mode = 'per-size backward' if per_size else 'joint backward'
-            row = compare(f'train step {arch} K=5 b={args.train_batch} {mode}',
-                          san_step, plain_sum, args,
-                          max(2, args.repeats // 2), warmup=1)
-            label = 'san_per_size' if per_size else 'san'
-            row['memory'] = dict(san=memory[label], plain=memory['plain'],
-                                 ratio=memory[label] / memory['plain'],
-                                 per_step=memory)
-            print(f'  peak memory SAN ({mode}) {memory[label] / 2**20:.0f} MiB, '
-                  f'largest plain step {memory["plain"] / 2**20:.0f} MiB, '
-                  f'ratio {row["memory"]["ratio"]:.3f}', flush=True)
-            rows.append(row)
+            for per_size in (False, True):
+                san_step = _train_step_fn(san, torch, TRAIN_SIZES,
+                                          args.train_batch, args.device,
+                                          per_size, precision)
+                mode = 'per-size backward' if per_size else 'joint backward'
+                row = compare(
+                    f'train step {arch} K=5 b={args.train_batch} {precision} '
+                    f'{mode}', san_step, plain_sum, args,
+                    max(2, args.repeats // 2), warmup=1)
+                row['precision'] = precision
+                if memory is not None and precision == 'fp32':
+                    label = 'san_per_size' if per_size else 'san'
+                    row['memory'] = dict(
+                        san=memory[label], plain=memory['plain'],
+                        ratio=memory[label] / memory['plain'],
+                        per_step=memory)
+                    print(f'  peak memory SAN ({mode}) '
+                          f'{memory[label] / 2**20:.0f} MiB, largest plain '
+                          f'step {memory["plain"] / 2**20:.0f} MiB, ratio '
+                          f'{row["memory"]["ratio"]:.3f}', flush=True)
+                rows.append(row)
     return rows
 
 
@@ -686,21 +777,37 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--only', nargs='+',
                         default=['inference', 'train', 'pipeline'],
-                        choices=['inference', 'compiled', 'aoti', 'dynamo',
-                                 'placement', 'train', 'pipeline'])
+                        choices=['inference', 'compiled', 'aoti',
+                                 'cudagraph', 'dynamo', 'placement', 'train',
+                                 'pipeline'])
     parser.add_argument('--archs', nargs='+', default=list(ARCHS),
                         choices=list(ARCHS))
     parser.add_argument('--sizes', type=int, nargs='+', default=[224, 160, 96])
     parser.add_argument('--batches', type=int, nargs='+', default=[1, 32])
     parser.add_argument('--train-batch', type=int, default=8)
+    parser.add_argument('--precisions', nargs='+', default=['fp32'],
+                        choices=list(PRECISIONS),
+                        help='train rows: fp32, and fp16 / bf16 through '
+                        "mmengine's AmpOptimWrapper (CUDA)")
+    parser.add_argument('--no-train-memory', dest='train_memory',
+                        action='store_false',
+                        help='train rows without the peak-memory probes (7 '
+                        'fresh processes per architecture)')
     parser.add_argument('--pipeline-images', type=int, default=64)
     parser.add_argument('--repeats', type=int, default=5,
                         help='alternating SAN / plain measurement rounds')
     parser.add_argument('--min-run-time', type=float, default=0.5,
                         help='seconds of calls per measurement '
                         '(Timer.blocked_autorange)')
-    parser.add_argument('--freeze', action='store_true',
-                        help='compiled rows also with inductor freezing')
+    parser.add_argument('--freeze', nargs='?', const='both', default='none',
+                        choices=['none', 'both', 'only'],
+                        help='compiled rows also (--freeze) or only '
+                        '(--freeze only) with inductor freezing')
+    parser.add_argument('--compile-mode', default=None,
+                        choices=['default', 'reduce-overhead',
+                                 'max-autotune', 'max-autotune-no-cudagraphs'],
+                        help="compiled rows: torch.compile's mode "
+                        '(reduce-overhead: CUDA graphs on a GPU)')
     parser.add_argument('--compile-part', default='model',
                         choices=['model', 'backbone'],
                         help='compiled rows: compile and time the whole '
@@ -741,6 +848,8 @@ def main():
         rows += bench_compiled(args)
     if 'aoti' in args.only:
         rows += bench_aoti(args)
+    if 'cudagraph' in args.only:
+        rows += bench_cudagraph(args)
     if 'dynamo' in args.only:
         rows += bench_dynamo(args)
     if 'placement' in args.only:

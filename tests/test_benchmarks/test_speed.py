@@ -111,3 +111,44 @@ def test_placement_refuses_a_san_model_with_other_kernels(speed):
         next(iter(san.backbone.meta_convs())).weight_residual.fill_(0.5)
     with pytest.raises(AssertionError, match='differs from the plain weight'):
         speed.conv_calls(san, plain, torch.rand(1, 3, 24, 24))
+
+
+@pytest.mark.parametrize('per_size', [False, True])
+def test_train_step_in_bf16_goes_through_amp_and_steps(speed, monkeypatch,
+                                                      per_size):
+    """The train rows' fp16 / bf16 steps: mmengine's AmpOptimWrapper
+    (autocast in the forward), and the step updates the weights. The
+    wrapper refuses to exist without CUDA; on CPU it is let through, and
+    autocast runs in bfloat16 there."""
+    import torch
+    from mmengine.optim.optimizer import amp_optimizer_wrapper
+    monkeypatch.setattr(amp_optimizer_wrapper, 'is_cuda_available',
+                        lambda: True)
+    san, _ = _tiny_san_and_plain()
+    san.train()
+    dtypes = []
+    san.head.fc.register_forward_hook(
+        lambda module, inputs, output: dtypes.append(output.dtype))
+    before = san.head.fc.weight.detach().clone()
+    step = speed._train_step_fn(san, torch, [32, 24], 2, 'cpu',
+                                per_size=per_size, precision='bf16')
+    step()
+    assert dtypes == [torch.bfloat16] * 2  # one forward per size, autocast
+    assert not torch.equal(before, san.head.fc.weight)
+    assert san.head.fc.weight.dtype == torch.float32  # master weights
+
+
+@pytest.mark.skipif(not __import__('torch').cuda.is_available(),
+                    reason='CUDA graphs need a GPU')
+def test_cuda_graph_of_san_replays_the_eager_forward(speed):
+    import torch
+    san, plain = _tiny_san_and_plain()
+    san, plain = san.cuda(), plain.cuda()
+    x = torch.rand(1, 3, 24, 24, device='cuda')
+    replay, output = speed.cuda_graph_of(lambda: san(x, mode='tensor'))
+    x.copy_(torch.rand_like(x))  # the graph reads x's memory on replay
+    replay()
+    torch.cuda.synchronize()
+    with torch.no_grad():
+        expected = plain(x, mode='tensor')
+    speed.check_same_logits(output, expected, 'the SAN graph', 'plain')

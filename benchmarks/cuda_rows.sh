@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# The CUDA rows of benchmarks/speed.py and benchmarks/train_iteration.py, in one run on a bare GPU
+# machine (the `device` tool: torch + CUDA there, but no mmengine / mmcv / mmpretrain and no
+# package registry). Each stage runs under its own timeout and writes its log and JSON to OUT_DIR,
+# so one hang costs only its stage.
+#
+#   bash benchmarks/cuda_rows.sh OUT_DIR [STAGE ...]
+#
+# Stages (default: all, in this order): tests fmnist inference train compiled.
+# Carried in from the checkout, both ignored by git (see the README's "Performance" section):
+#   .whl/                      wheels of mmengine, mmcv-lite, mmpretrain and their pure-Python needs
+#   .device/fashion-mnist/     the four Fashion-MNIST .gz files (for the fmnist stage)
+set -u
+OUT=${1:?usage: bash benchmarks/cuda_rows.sh OUT_DIR [STAGE ...]}
+shift
+STAGES=${*:-tests fmnist inference train compiled}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+PY=${PYTHON:-python3}
+DEVICE=${DEVICE:-cuda}  # DEVICE=cpu: a dry run of the commands here
+
+if ! $PY -c 'import mmpretrain' 2>/dev/null; then
+    [ -d .whl ] || { echo 'no mmpretrain and no .whl/ to install it from'; exit 1; }
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl || exit 1
+    export PYTHONPATH=/tmp/site:$PWD
+fi
+{ nvidia-smi -L; $PY -c 'import torch; print("torch", torch.__version__, torch.version.cuda,
+torch.cuda.get_device_name())'; nproc; } 2>&1 | tee "$OUT/stages.log"
+
+stage() {  # stage NAME SECONDS COMMAND...: run it under a timeout; its log goes to
+    # OUT/stages.log (the device tool brings back at most 8 files)
+    local name=$1 seconds=$2 rc
+    shift 2
+    echo "=== $name (at most $seconds s): $*" | tee -a "$OUT/stages.log"
+    local start=$SECONDS
+    timeout -k 10 "$seconds" "$@" > "/tmp/stage_$name.log" 2>&1
+    rc=$?
+    cat "/tmp/stage_$name.log" >> "$OUT/stages.log"
+    echo "=== $name: rc=$rc after $((SECONDS - start)) s" | tee -a "$OUT/stages.log"
+    grep -v 'pkg_resources\|_bootstrap._exec' "/tmp/stage_$name.log" | tail -n 25
+}
+
+for s in $STAGES; do
+    case $s in
+    tests)
+        stage tests 60 $PY -m pytest -q -x -p no:cacheprovider tests/test_models \
+            tests/test_benchmarks ;;
+    inference)  # eager, and eager captured in CUDA graphs; batch 1
+        stage inference 150 $PY benchmarks/speed.py --device "$DEVICE" --only inference cudagraph \
+            --batches 1 --sizes 224 96 --control --repeats 8 --min-run-time 0.1 \
+            --out "$OUT/speed_inference_b1_cuda.json" ;;
+    train)  # K = 5 sizes vs the sum of 5 plain steps, fp32 / fp16 / bf16
+        stage train 150 $PY benchmarks/speed.py --device "$DEVICE" --only train \
+            --archs resnet50 --train-batch 64 --precisions fp32 fp16 bf16 \
+            --no-train-memory --repeats 10 --min-run-time 0.3 \
+            --out "$OUT/speed_train_cuda.json" ;;
+    fmnist)  # the main job's iteration: eager vs compiled vs CUDA graphs
+        if [ ! -f data/fashion_mnist/train-images-idx3-ubyte ]; then
+            mkdir -p /usr/share/datasets/fashion-mnist
+            cp .device/fashion-mnist/*.gz /usr/share/datasets/fashion-mnist/
+            $PY tools/prepare_fashion_mnist.py --no-install >> "$OUT/stages.log" 2>&1
+        fi
+        stage fmnist 420 $PY benchmarks/train_iteration.py \
+            configs/fashion_mnist/san_resnet18_fmnist.py --iters 200 --timeout 130 \
+            --variants ${FMNIST_VARIANTS:-eager compile reduce-overhead} \
+            --cfg-options train_dataloader.num_workers=8 train_dataloader.persistent_workers=True \
+            --out "$OUT/speed_fmnist_iteration_cuda.json" ;;
+    compiled)  # torch.compile with CUDA graphs, frozen weights; batch 1
+        stage compiled 240 $PY benchmarks/speed.py --device "$DEVICE" --only compiled \
+            --compile-mode reduce-overhead --freeze only --archs resnet18 mobilenetv2 \
+            --batches 1 --sizes 224 96 --repeats 8 --min-run-time 0.1 \
+            --out "$OUT/speed_compiled_cuda.json" ;;
+    *) echo "unknown stage $s"; exit 2 ;;
+    esac
+done
