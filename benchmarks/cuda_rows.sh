@@ -62,7 +62,7 @@ for s in $STAGES; do
             $PY tools/prepare_fashion_mnist.py --no-install >> "$OUT/stages.log" 2>&1
         fi
         stage fmnist 420 $PY benchmarks/train_iteration.py \
-            configs/fashion_mnist/san_resnet18_fmnist.py --iters 200 --timeout 130 \
+            configs/fashion_mnist/san_resnet18_fmnist.py --iters 200 --timeout 170 \
             --variants ${FMNIST_VARIANTS:-eager compile reduce-overhead} \
             --cfg-options train_dataloader.num_workers=8 train_dataloader.persistent_workers=True \
             --out "$OUT/speed_fmnist_iteration_cuda.json" ;;
