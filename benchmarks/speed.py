@@ -145,12 +145,26 @@ def interleaved_times(fns, args, repeats=None, warmup=2):
     return times
 
 
+# --out as the run goes: every row is written when it is measured, so a run
+# stopped by a timeout or a kill keeps what it measured ("complete": false)
+_RESULTS = dict(path=None, machine=None, rows=[])
+
+
+def _save_results(complete):
+    if _RESULTS['path']:
+        with open(_RESULTS['path'], 'w') as f:
+            json.dump(dict(machine=_RESULTS['machine'], complete=complete,
+                           rows=_RESULTS['rows']), f, indent=1)
+
+
 def _row(name, san_times, plain_times):
     ratio = statistics.median(san_times) / statistics.median(plain_times)
     row = dict(name=name, san=_stats(san_times), plain=_stats(plain_times),
                ratio=ratio)
     print(f'{name:46s} SAN {_fmt(row["san"])}  plain {_fmt(row["plain"])}  '
           f'ratio {ratio:.3f}', flush=True)
+    _RESULTS['rows'].append(row)
+    _save_results(complete=False)
     return row
 
 
@@ -841,6 +855,7 @@ def main():
     if args.device.startswith('cuda'):
         machine += f', {torch.cuda.get_device_name()}'
     print(f'machine: {machine}; device {args.device}; repeats {args.repeats}')
+    _RESULTS.update(path=args.out, machine=machine)
     rows = []
     if 'inference' in args.only:
         rows += bench_inference(args)
@@ -858,9 +873,9 @@ def main():
         rows += bench_train(args)
     if 'pipeline' in args.only:
         rows += bench_pipeline(args)
-    if args.out:
-        with open(args.out, 'w') as f:
-            json.dump(dict(machine=machine, rows=rows), f, indent=1)
+    # the rows as returned (some carry more: compile seconds, memory)
+    _RESULTS['rows'] = rows
+    _save_results(complete=True)
 
 
 if __name__ == '__main__':

@@ -124,13 +124,14 @@ def test_train_step_in_bf16_goes_through_amp_and_steps(speed, monkeypatch,
     from mmengine.optim.optimizer import amp_optimizer_wrapper
     monkeypatch.setattr(amp_optimizer_wrapper, 'is_cuda_available',
                         lambda: True)
+    device = 'cuda' if torch.cuda.is_available() else 'cpu'
     san, _ = _tiny_san_and_plain()
-    san.train()
+    san = san.to(device).train()  # autocast follows the CUDA device if any
     dtypes = []
     san.head.fc.register_forward_hook(
         lambda module, inputs, output: dtypes.append(output.dtype))
     before = san.head.fc.weight.detach().clone()
-    step = speed._train_step_fn(san, torch, [32, 24], 2, 'cpu',
+    step = speed._train_step_fn(san, torch, [32, 24], 2, device,
                                 per_size=per_size, precision='bf16')
     step()
     assert dtypes == [torch.bfloat16] * 2  # one forward per size, autocast
@@ -152,3 +153,23 @@ def test_cuda_graph_of_san_replays_the_eager_forward(speed):
     with torch.no_grad():
         expected = plain(x, mode='tensor')
     speed.check_same_logits(output, expected, 'the SAN graph', 'plain')
+
+
+def test_each_row_is_written_when_measured(speed, monkeypatch, tmp_path):
+    """A run stopped by a timeout keeps the rows it measured."""
+    import json
+    out = tmp_path / 'rows.json'
+    monkeypatch.setitem(speed._RESULTS, 'path', str(out))
+    monkeypatch.setitem(speed._RESULTS, 'machine', 'test machine')
+    monkeypatch.setitem(speed._RESULTS, 'rows', [])
+    speed._row('first', [2.0, 2.2], [2.0, 2.0])
+    written = json.loads(out.read_text())
+    assert written['complete'] is False
+    assert written['machine'] == 'test machine'
+    assert [row['name'] for row in written['rows']] == ['first']
+    assert written['rows'][0]['ratio'] == pytest.approx(1.05)
+    speed._row('second', [1.0], [1.0])
+    speed._save_results(complete=True)
+    written = json.loads(out.read_text())
+    assert written['complete'] is True
+    assert [row['name'] for row in written['rows']] == ['first', 'second']
