@@ -11,6 +11,8 @@
 # reduce-overhead; inference over 150 s (eager and CUDA-graph rows of three architectures at two
 # sizes); train 61 s for ResNet-50. Together they do not fit one 10-minute call of the device tool:
 # pick stages, e.g. `bash benchmarks/cuda_rows.sh $OUT tests fmnist train` then `... inference`.
+# FMNIST_VARIANTS=... picks train_iteration.py's variants; FMNIST_PROFILE=N adds its operator table
+# for N iterations (where an iteration's time goes; profiled windows run slower).
 # Carried in from the checkout, both ignored by git (see the README's "Performance" section):
 #   .whl/                      wheels of mmengine, mmcv-lite, mmpretrain and their pure-Python needs
 #   .device/fashion-mnist/     the four Fashion-MNIST .gz files (for the fmnist stage)
@@ -67,7 +69,7 @@ for s in $STAGES; do
         fi
         stage fmnist 380 $PY benchmarks/train_iteration.py \
             configs/fashion_mnist/san_resnet18_fmnist.py --iters 200 --timeout 170 \
-            --variants ${FMNIST_VARIANTS:-eager reduce-overhead} \
+            --variants ${FMNIST_VARIANTS:-eager reduce-overhead} ${FMNIST_PROFILE:+--profile $FMNIST_PROFILE} \
             --cfg-options train_dataloader.num_workers=8 train_dataloader.persistent_workers=True \
             --out "$OUT/speed_fmnist_iteration_cuda.json" ;;
     compiled)  # torch.compile with CUDA graphs, frozen weights; batch 1

@@ -16,7 +16,9 @@ The runner logs the mean time of every window of ``--log-interval`` iterations; 
 iteration time is the median of those windows after the first ``--skip-windows`` (compiling,
 recording CUDA graphs, cuDNN's first calls, data workers starting). A variant that fails or
 runs out of ``--timeout`` is recorded with its return code and the end of its log; the others
-still run.
+still run. Compiled variants log dynamo's recompilations and graph breaks (``TORCH_LOGS``).
+``--profile N`` adds mmengine's ProfilerHook for N iterations after the skipped windows and
+keeps its table of operators (CPU and CUDA time) with the variant: where an iteration's time goes.
 """
 import argparse
 import glob
@@ -39,6 +41,7 @@ VARIANTS = {
 }
 # log lines worth keeping with a variant's result: why a graph recompiled,
 # ran eagerly or skipped CUDA graphs
+PROFILE_ROWS = 40
 NOTEWORTHY = ('cudagraph', 'CUDAGraph', 'recompil', 'graph break',
               'Graph break', 'Traceback', 'Error')
 
@@ -88,8 +91,44 @@ def summarise(windows, skip_windows):
         windows=len(windows), windows_used=len(steady))
 
 
+def profiled_config(config, work_dir, args):
+    """``config`` with mmengine's ProfilerHook added, written to
+    ``work_dir``: ``args.profile`` iterations profiled after the skipped
+    windows, the operator table printed to the log."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(config)
+    wait = args.log_interval * args.skip_windows
+    cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [dict(
+        type='ProfilerHook', by_epoch=False,
+        profile_times=wait + 1 + args.profile,
+        activity_with_cpu=True, activity_with_cuda=_cuda_available(),
+        schedule=dict(wait=wait, warmup=1, active=args.profile),
+        on_trace_ready=dict(type='log_trace', row_limit=PROFILE_ROWS,
+                            sort_by='self_cpu_time_total'))]
+    path = osp.join(work_dir, 'profiled_config.py')
+    cfg.dump(path)
+    return path
+
+
+def _cuda_available():
+    import torch
+    return torch.cuda.is_available()
+
+
+def profile_table(lines):
+    """The profiler's operator table printed in a run's log, if any."""
+    starts = [i for i, line in enumerate(lines) if 'Self CPU %' in line]
+    if not starts:
+        return None
+    first = starts[0] - 1  # the table's top border
+    return lines[first:first + PROFILE_ROWS + 6]
+
+
 def run_variant(name, args, work_dir):
     batch = batch_size_of(args.config, args.cfg_options)
+    os.makedirs(work_dir, exist_ok=True)
+    config = profiled_config(args.config, work_dir, args) \
+        if args.profile else args.config
     options = [
         # exactly --iters iterations of the training split, no validation
         f'train_dataloader.dataset.indices={args.iters * batch}',
@@ -97,17 +136,19 @@ def run_variant(name, args, work_dir):
         f'default_hooks.logger.interval={args.log_interval}',
         *VARIANTS[name], *(args.cfg_options or [])]
     command = [sys.executable, osp.join(REPO, 'tools', 'train.py'),
-               args.config, '--work-dir', work_dir, '--cfg-options', *options]
+               config, '--work-dir', work_dir, '--cfg-options', *options]
     if args.amp:
         command.insert(3, '--amp')
     print(f'--- {name}: {" ".join(command)}', flush=True)
     log_path = osp.join(work_dir, 'train_stdout.log')
-    os.makedirs(work_dir, exist_ok=True)
+    env = dict(os.environ)
+    if VARIANTS[name]:  # compiled: say why a graph recompiles or breaks
+        env.setdefault('TORCH_LOGS', 'recompiles,graph_breaks')
     start = time.perf_counter()
     with open(log_path, 'w') as log:
         try:
             returncode = subprocess.run(command, stdout=log,
-                                        stderr=subprocess.STDOUT,
+                                        stderr=subprocess.STDOUT, env=env,
                                         timeout=args.timeout).returncode
         except subprocess.TimeoutExpired:
             returncode = 'timeout'
@@ -119,6 +160,8 @@ def run_variant(name, args, work_dir):
                   **summarise(window_times(work_dir), args.skip_windows))
     result['notes'] = [line[:300] for line in lines
                        if any(word in line for word in NOTEWORTHY)][:20]
+    if args.profile:
+        result['profile'] = profile_table(lines)
     if returncode != 0:
         result['log_tail'] = lines[-30:]
     seconds = result['iteration_seconds']
@@ -149,6 +192,11 @@ def main():
     parser.add_argument('--skip-windows', type=int, default=2,
                         help='logged windows left out of the median (warm-up)')
     parser.add_argument('--amp', action='store_true')
+    parser.add_argument('--profile', type=int, default=0, metavar='N',
+                        help='profile N iterations after the skipped windows '
+                        "(mmengine's ProfilerHook) and keep the operator "
+                        'table (profiling slows the windows it covers: take '
+                        'iteration times from a run without it)')
     parser.add_argument('--timeout', type=float, default=None,
                         help='seconds each variant may run')
     parser.add_argument('--work-dir', help='keep the runs here (default: '

@@ -60,3 +60,15 @@ def test_batch_size_follows_the_cfg_options(train_iteration):
     assert train_iteration.batch_size_of(
         config, ['train_dataloader.batch_size=32',
                  'train_dataloader.num_workers=2']) == 32
+
+
+def test_profile_table_is_cut_from_the_log(train_iteration):
+    border = '-' * 20
+    lines = ['epoch 1 ...', border, 'Name  Self CPU %  Self CPU', border,
+             'aten::convolution_backward  36.37%  273.109ms',
+             'aten::mkldnn_convolution  15.55%  116.758ms', border,
+             'Self CPU time total: 751.012ms', 'after the table']
+    table = train_iteration.profile_table(lines)
+    assert table[0] == border and table[1].startswith('Name')
+    assert 'aten::mkldnn_convolution  15.55%  116.758ms' in table
+    assert train_iteration.profile_table(['no profiler here']) is None
