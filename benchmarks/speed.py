@@ -4,26 +4,31 @@
     python benchmarks/speed.py --only inference --archs resnet18 --sizes 224 --batches 1
     python benchmarks/speed.py --only compiled       # torch.compile rows (compiling takes minutes)
     python benchmarks/speed.py --only dynamo --sizes 96 --repeats 7   # dynamo's per-call cost
-    python benchmarks/speed.py --device cuda         # on a GPU
+    python benchmarks/speed.py --device cuda         # on a GPU (benchmarks/cuda_rows.sh: every CUDA row)
+    python benchmarks/speed.py --device cuda --only cudagraph --batches 1
+    python benchmarks/speed.py --device cuda --only train --precisions fp32 fp16 bf16 --no-train-memory
 
 Each comparison alternates the SAN model and the plain model for --repeats rounds (each round
 starts one model later); a round times each with torch.utils.benchmark (Timer.blocked_autorange:
 enough calls to fill --min-run-time, CUDA synchronised, the process's thread count), and the rows
 print min / median / max of the rounds' medians and the ratio of medians (SAN / plain); --control
-adds, to each inference, compiled and aoti row, the plain model against a copy of itself, timed in
-the same rounds (the ratio this machine gives two identical models: read SAN's ratios against
-it). To resolve a 2 % gap at batch 1 on a busy 2-core machine, many short rounds beat a few long
-ones: --repeats 30 --min-run-time 0.05.
+adds, to each inference, compiled, aoti and cudagraph row, the plain model against a copy of
+itself, timed in the same rounds (the ratio this machine gives two identical models: read SAN's
+ratios against it). To resolve a 2 % gap at batch 1 on a busy 2-core machine, many short rounds beat a few long
+ones: --repeats 30 --min-run-time 0.05. --out is rewritten after every row ("complete": false
+until the run ends), so a run stopped by a timeout keeps what it measured.
   inference   eval forward at size r with cached kernels vs mmpretrain's ResNet / MobileNetV2
               with the same weights (SAN initialised from the plain model: equal logits, checked);
               also SAN regenerating every kernel on every forward (the reference's behaviour) vs
               cached
   compiled    the same, both models through torch.compile(dynamic=False) (one static graph per
-              size; SAN computes B + s * A inside its graph); with --freeze also inductor's
-              freezing (weights folded into the graph as constants: deployment, where weights no
-              longer change)
+              size; SAN computes B + s * A inside its graph); with --freeze also (--freeze only:
+              only) inductor's freezing (weights folded into the graph as constants: deployment,
+              where weights no longer change); --compile-mode reduce-overhead adds CUDA graphs
   aoti        the same through torch.export + AOTInductor (no dynamo, so no guards per call;
               weights folded once when the package loads): the deployment path at batch 1
+  cudagraph   (CUDA) the eager forwards captured in a CUDA graph and replayed: one launch per
+              forward, no Python per layer; replayed logits checked against eager
   dynamo      what torch.compile adds around the graph per call (guards, input prologue),
               both compiled with a backend whose graph returns precomputed outputs; warm
               (back to back) and cold (--evict-mib of memory written before each call, as a
@@ -35,8 +40,9 @@ ones: --repeats 30 --min-run-time 0.05.
               memory; MALLOC_MMAP_THRESHOLD_ fixes that, and is reported with the machine)
   train       one SAN step over K sizes (forward, backward, SGD) vs the sum of K plain steps (one
               per size), same batch, with the joint backward and with SANClassifier's per-size
-              backward; peak memory (CUDA: peak allocated; CPU: peak of the activations held for
-              backward) of each SAN step vs the largest plain step
+              backward, in each of --precisions (fp16 / bf16: mmengine's AmpOptimWrapper); peak
+              memory (CUDA: peak allocated; CPU: peak of the activations held for backward) of
+              each SAN step vs the largest plain step, unless --no-train-memory
   pipeline    images/s of LoadImageFromFile + ResolutionSample (one crop -> K sizes) vs
               mmpretrain's single-size LoadImageFromFile + RandomResizedCrop + RandomFlip, same JPEGs
 """
