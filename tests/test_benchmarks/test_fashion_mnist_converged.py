@@ -1,22 +1,15 @@
 """The converged Fashion-MNIST study's tables are generated from its JSON:
 what they print must be the numbers in the file, for a finished study and for
 one still running."""
-import importlib.util
 import json
 import os.path as osp
 
 import pytest
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
 
 @pytest.fixture()
-def study(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location(
-        'fashion_mnist_converged',
-        osp.join(REPO, 'benchmarks', 'fashion_mnist_converged.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def study(tmp_path, monkeypatch, load_benchmark):
+    module = load_benchmark('fashion_mnist_converged')
     readme = tmp_path / 'README.md'
     readme.write_text(f'# head\n\n{module.README_BEGIN}\nold\n{module.README_END}\n\n# tail\n')
     monkeypatch.setattr(module, 'RESULTS', str(tmp_path / 'results.json'))

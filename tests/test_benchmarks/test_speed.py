@@ -1,21 +1,8 @@
 """benchmarks/speed.py's measuring protocol: what the ratios in the README
 rest on (the models themselves are covered by the model tests)."""
 import argparse
-import importlib.util
-import os.path as osp
 
 import pytest
-
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-
-@pytest.fixture(scope='module')
-def speed():
-    spec = importlib.util.spec_from_file_location(
-        'speed', osp.join(REPO, 'benchmarks', 'speed.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_rounds_rotate_which_model_goes_first(speed, monkeypatch):

@@ -1,22 +1,11 @@
 """benchmarks/train_iteration.py: how an iteration time is read from the
 runner's own logs (the runs themselves are tools/train.py, tested there)."""
-import importlib.util
 import json
-import os
 import os.path as osp
 
 import pytest
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-
-@pytest.fixture(scope='module')
-def train_iteration():
-    spec = importlib.util.spec_from_file_location(
-        'train_iteration', osp.join(REPO, 'benchmarks', 'train_iteration.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_windows_are_the_training_records_of_the_latest_run(train_iteration,
