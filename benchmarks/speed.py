@@ -42,7 +42,8 @@ until the run ends), so a run stopped by a timeout keeps what it measured.
               per size), same batch, with the joint backward and with SANClassifier's per-size
               backward, in each of --precisions (fp16 / bf16: mmengine's AmpOptimWrapper); peak
               memory (CUDA: peak allocated; CPU: peak of the activations held for backward) of
-              each SAN step vs the largest plain step, unless --no-train-memory
+              each SAN step vs the largest plain step, unless --no-train-memory; with
+              --train-compile both backbones compiled (--compile-mode reduce-overhead: CUDA graphs)
   pipeline    images/s of LoadImageFromFile + ResolutionSample (one crop -> K sizes) vs
               mmpretrain's single-size LoadImageFromFile + RandomResizedCrop + RandomFlip, same JPEGs
 """
@@ -588,12 +589,26 @@ def _train_step_fn(model, torch, sizes, batch, device, per_size=False,
 
 
 def bench_train(args):
+    """SAN's step over the five sizes vs the sum of five plain steps; with
+    --train-compile both backbones compiled as the SAN loops compile them
+    (``compile_backbone``: one static graph per size, --compile-mode)."""
     rows = []
+    compiled = ''
+    if args.train_compile:
+        from san_mm.engine.compile import (allow_graphs, compile_backbone,
+                                           graphs_for_sizes)
+        allow_graphs(graphs_for_sizes(len(TRAIN_SIZES)))
+        compiled = ' compiled' + (f' {args.compile_mode}'
+                                  if args.compile_mode else '')
     for arch in args.archs:
         san, torch = build(arch, True, args.device)
         plain, _ = build(arch, False, args.device)
         san.train()
         plain.train()
+        if args.train_compile:
+            for model in (san, plain):
+                compile_backbone(model, dict(dynamic=False,
+                                             mode=args.compile_mode))
         memory = train_memory(arch, args) if args.train_memory else None
         for precision in args.precisions:
             plain_steps = [_train_step_fn(plain, torch, [s], args.train_batch,
@@ -609,10 +624,13 @@ def bench_train(args):
                                           args.train_batch, args.device,
                                           per_size, precision)
                 mode = 'per-size backward' if per_size else 'joint backward'
+                # compiled: the first call compiles, reduce-overhead records
+                # its CUDA graphs on the second and replays from the third
                 row = compare(
-                    f'train step {arch} K=5 b={args.train_batch} {precision} '
-                    f'{mode}', san_step, plain_sum, args,
-                    max(2, args.repeats // 2), warmup=1)
+                    f'train step {arch} K=5 b={args.train_batch} {precision}'
+                    f'{compiled} {mode}', san_step, plain_sum, args,
+                    max(2, args.repeats // 2),
+                    warmup=3 if args.train_compile else 1)
                 row['precision'] = precision
                 if memory is not None and precision == 'fp32':
                     label = 'san_per_size' if per_size else 'san'
@@ -809,6 +827,10 @@ def main():
                         choices=list(PRECISIONS),
                         help='train rows: fp32, and fp16 / bf16 through '
                         "mmengine's AmpOptimWrapper (CUDA)")
+    parser.add_argument('--train-compile', action='store_true',
+                        help='train rows with both backbones compiled, as '
+                        "the SAN loops do for the runner's compile option "
+                        '(with --compile-mode)')
     parser.add_argument('--no-train-memory', dest='train_memory',
                         action='store_false',
                         help='train rows without the peak-memory probes (7 '
