@@ -12,6 +12,8 @@ split and without validation:
   compile          ``compile=True`` (the SAN loops compile the backbone: one static graph per size)
   reduce-overhead  ``compile.mode=reduce-overhead``: the compiled graphs replayed as CUDA graphs
   max-autotune     ``compile.mode=max-autotune`` (autotuned kernels, CUDA graphs too)
+  aot-eager        ``compile.backend=aot_eager``: dynamo and AOTAutograd around eager kernels (what
+                   compiling costs per call, without what inductor's kernels save)
 The runner logs the mean time of every window of ``--log-interval`` iterations; a variant's
 iteration time is the median of those windows after the first ``--skip-windows`` (compiling,
 recording CUDA graphs, cuDNN's first calls, data workers starting). A variant that fails or
@@ -38,6 +40,7 @@ VARIANTS = {
     'compile': ['compile=True'],
     'reduce-overhead': ['compile.mode=reduce-overhead'],
     'max-autotune': ['compile.mode=max-autotune'],
+    'aot-eager': ['compile.backend=aot_eager'],
 }
 # log lines worth keeping with a variant's result: why a graph recompiled,
 # ran eagerly or skipped CUDA graphs
