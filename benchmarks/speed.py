@@ -44,10 +44,13 @@ until the run ends), so a run stopped by a timeout keeps what it measured.
               memory (CUDA: peak allocated; CPU: peak of the activations held for backward) of
               each SAN step vs the largest plain step, unless --no-train-memory; with
               --train-compile both backbones compiled (--compile-mode reduce-overhead: CUDA graphs)
+  ops         the operators (views excluded) one SAN training step dispatches vs the five plain
+              steps, counted: where a GPU step waits on the host, each is a launch
   pipeline    images/s of LoadImageFromFile + ResolutionSample (one crop -> K sizes) vs
               mmpretrain's single-size LoadImageFromFile + RandomResizedCrop + RandomFlip, same JPEGs
 """
 import argparse
+import contextlib
 import copy
 import json
 import os
@@ -725,6 +728,77 @@ def memory_probe(arch, san, sizes, batch, device, per_size='0'):
     print(json.dumps(dict(peak=peak)))
 
 
+def count_ops(fn):
+    """Operators ``fn`` dispatches that compute (views excluded: they
+    launch no kernel), by name: on a GPU that waits on the host, each is a
+    launch and its Python and dispatch cost."""
+    import collections
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+
+        def __init__(self):
+            super().__init__()
+            self.counts = collections.Counter()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if not func.is_view:
+                self.counts[str(func.overloadpacket)] += 1
+            return func(*args, **(kwargs or {}))
+
+    with Count() as mode:
+        fn()
+    return mode.counts
+
+
+def bench_ops(args):
+    """Operators dispatched by one SAN training step over the five sizes
+    (joint and per-size backward) vs the five plain steps, counted (not
+    timed: the same on every machine), after a warm-up step."""
+    rows = []
+    for arch in args.archs:
+        san, torch = build(arch, True, args.device)
+        plain, _ = build(arch, False, args.device)
+        san.train()
+        plain.train()
+        plain_steps = [_train_step_fn(plain, torch, [s], args.train_batch,
+                                      args.device) for s in TRAIN_SIZES]
+
+        def plain_sum():
+            for step in plain_steps:
+                step()
+
+        plain_sum()
+        plain_ops = count_ops(plain_sum)
+        for mode in ('joint backward', 'joint backward, kernels per size',
+                     'per-size backward'):
+            step = _train_step_fn(san, torch, TRAIN_SIZES, args.train_batch,
+                                  args.device, mode == 'per-size backward')
+            if mode == 'joint backward, kernels per size':
+                # each forward generating its own kernel, as before
+                # step_kernels (and as update_per_size does)
+                san.backbone.step_kernels = (
+                    lambda sizes: contextlib.nullcontext())
+            step()
+            san_ops = count_ops(step)
+            san.backbone.__dict__.pop('step_kernels', None)
+            more = san_ops.copy()
+            more.subtract(plain_ops)
+            row = dict(name=f'ops per train step {arch} K=5 {mode}',
+                       san_ops=sum(san_ops.values()),
+                       plain_ops=sum(plain_ops.values()),
+                       difference={k: v for k, v in more.most_common()
+                                   if v})
+            row['ratio'] = row['san_ops'] / row['plain_ops']
+            print(f'{row["name"]:46s} SAN {row["san_ops"]} ops, plain '
+                  f'{row["plain_ops"]}, ratio {row["ratio"]:.3f}', flush=True)
+            _RESULTS['rows'].append(row)
+            _save_results(complete=False)
+            rows.append(row)
+    return rows
+
+
 def bench_pipeline(args):
     import tempfile
 
@@ -817,7 +891,7 @@ def main():
                         default=['inference', 'train', 'pipeline'],
                         choices=['inference', 'compiled', 'aoti',
                                  'cudagraph', 'dynamo', 'placement', 'train',
-                                 'pipeline'])
+                                 'ops', 'pipeline'])
     parser.add_argument('--archs', nargs='+', default=list(ARCHS),
                         choices=list(ARCHS))
     parser.add_argument('--sizes', type=int, nargs='+', default=[224, 160, 96])
@@ -899,6 +973,8 @@ def main():
         rows += bench_placement(args)
     if 'train' in args.only:
         rows += bench_train(args)
+    if 'ops' in args.only:
+        rows += bench_ops(args)
     if 'pipeline' in args.only:
         rows += bench_pipeline(args)
     # the rows as returned (some carry more: compile seconds, memory)

@@ -160,3 +160,12 @@ def test_each_row_is_written_when_measured(speed, monkeypatch, tmp_path):
     written = json.loads(out.read_text())
     assert written['complete'] is True
     assert [row['name'] for row in written['rows']] == ['first', 'second']
+
+
+def test_count_ops_counts_what_computes(speed):
+    import torch
+    x = torch.ones(3, 4)
+    counts = speed.count_ops(
+        lambda: (x + 1).view(-1).mul_(2).unsqueeze(0).sum())
+    # the views (view, unsqueeze) launch nothing and are not counted
+    assert counts == {'aten.add': 1, 'aten.mul_': 1, 'aten.sum': 1}

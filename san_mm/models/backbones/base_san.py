@@ -1,8 +1,9 @@
 """What every scale-adaptive backbone shares: training sizes, the active resolution, the policy."""
 import contextlib
 import re
-from typing import Iterator, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
 
+import torch
 import torch.nn as nn
 from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from torch import Tensor
@@ -57,6 +58,9 @@ class BaseScaleAdaptiveBackbone(BaseBackbone):
         self.use_meta_network = bool(use_meta_network)
         self.forced_size: Optional[int] = None
         self._calibrating_size: Optional[int] = None
+        # step_kernels' encodings as device tensors, per (encodings, device,
+        # dtype): constants of the configuration, never stale
+        self._step_scales: Dict[tuple, Tensor] = {}
 
     def init_weights(self):
         init_weights_plain_last(self, super().init_weights)
@@ -258,6 +262,38 @@ class BaseScaleAdaptiveBackbone(BaseBackbone):
 
     def meta_convs(self) -> Iterator[MetaConv2d]:
         return (m for m in self.modules() if isinstance(m, MetaConv2d))
+
+    @contextlib.contextmanager
+    def step_kernels(self, sizes: Sequence[int]):
+        """Within the block, every generated conv uses kernels generated for
+        all ``sizes`` at once (:meth:`MetaConv2d.set_step_kernels`): one
+        training step's forwards at these sizes followed by one joint
+        backward. A forward at another size generates its own."""
+        encodings = [self.resolve_scale(int(size)).encoding for size in sizes]
+        convs = [conv for conv in self.meta_convs()
+                 if conv.weight_residual is not None]
+        if convs:
+            scales = self._scales_tensor(encodings, convs[0].weight_residual)
+        for conv in convs:
+            conv.set_step_kernels(encodings, scales)
+        try:
+            yield self
+        finally:
+            for conv in convs:
+                conv.clear_step_kernels()
+
+    def _scales_tensor(self, encodings: Sequence[float], like: Tensor
+                       ) -> Tensor:
+        """``encodings`` as a tensor on ``like``'s device and dtype, made
+        once per (encodings, device, dtype): a tensor made from a list on
+        every step would be a synchronising host-to-device copy on CUDA."""
+        key = (tuple(encodings), like.device, like.dtype)
+        scales = self._step_scales.get(key)
+        if scales is None:
+            scales = torch.tensor(encodings, dtype=like.dtype,
+                                  device=like.device)
+            self._step_scales[key] = scales
+        return scales
 
     @contextlib.contextmanager
     def force_size(self, size: int):

@@ -1,4 +1,5 @@
 """SANClassifier: trains one image at all K sizes at once, with scale distillation."""
+import contextlib
 import logging
 from collections import OrderedDict
 from typing import (Callable, Dict, Iterator, List, Optional, Sequence, Tuple,
@@ -193,19 +194,26 @@ class SANClassifier(ImageClassifier):
                       'set backward_per_size=False to silence this',
                       logger='current', level=logging.WARNING)
         terms = {}
-        for _, size_terms in self.losses_per_size(inputs, data_samples):
+        for _, size_terms in self.losses_per_size(inputs, data_samples,
+                                                  joint_backward=True):
             terms.update(size_terms)
         # Cross-entropy terms first, then distillation (log order).
         return dict(sorted(terms.items(), key=lambda kv: 'loss_kd' in kv[0]))
 
     def losses_per_size(
             self, inputs: Union[Tensor, List[Tensor]],
-            data_samples: List[DataSample]
+            data_samples: List[DataSample],
+            joint_backward: bool = False
     ) -> Iterator[Tuple[int, Dict[str, Tensor]]]:
         """Run the sizes one by one, largest first, yielding each size's
         loss terms (cross-entropy, head extras, its distillation term)
         right after its forward. A size's terms depend only on its own
-        forward: larger sizes' logits are kept detached as teachers."""
+        forward: larger sizes' logits are kept detached as teachers.
+
+        With ``joint_backward`` (the caller back-propagates the sum of all
+        sizes' terms once), an eager backbone generates each conv's kernels
+        for all sizes in one batched op (``step_kernels``): the same
+        gradients, fewer operations to launch per step."""
         if isinstance(inputs, Tensor):
             inputs = [inputs]
         inputs = self.select_sizes(list(inputs))
@@ -215,6 +223,18 @@ class SANClassifier(ImageClassifier):
                 'each training size must appear once per batch, got inputs '
                 f'of sizes {sizes} (shorter sides); pass one batch per '
                 'size, as ResolutionSample produces')
+        batched = (joint_backward and torch.is_grad_enabled()
+                   and not torch.compiler.is_compiling()
+                   and getattr(self.backbone, '_compiled_call_impl',
+                               None) is None
+                   and hasattr(self.backbone, 'step_kernels'))
+        with (self.backbone.step_kernels(sizes) if batched
+              else contextlib.nullcontext()):
+            yield from self._size_terms(sizes, inputs, data_samples)
+
+    def _size_terms(self, sizes, inputs, data_samples):
+        """Each size's forward and loss terms, in order (see
+        :meth:`losses_per_size`)."""
         teachers = []
         for size, x in zip(sizes, inputs):
             cls_score = self.head(self.extract_feat(x))

@@ -7,6 +7,7 @@ reshapes on the hot path; ``weight`` holds B so that the module's state dict is 
 plain ``nn.Conv2d``'s (conversion to and from plain models is a rename at most).
 """
 from collections import OrderedDict
+from typing import Dict, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -54,7 +55,8 @@ class MetaConv2d(DerivedTensorCacheMixin, nn.Conv2d):
     """
 
     derived_cache_attrs = dict(_kernel_cache=OrderedDict,
-                               _cache_stamp=lambda: None)
+                               _cache_stamp=lambda: None,
+                               _step_kernels=lambda: None)
 
     def __init__(self,
                  in_channels: int,
@@ -90,6 +92,9 @@ class MetaConv2d(DerivedTensorCacheMixin, nn.Conv2d):
         self.cache_size = cache_size
         self._kernel_cache: 'OrderedDict[float, Tensor]' = OrderedDict()
         self._cache_stamp = None  # the parameters' versions and pointers
+        # One training step's kernels, every size's from one batched op
+        # (``step_kernels``); None outside such a step.
+        self._step_kernels: 'Optional[Dict[float, Tensor]]' = None
         self.reset_parameters()
 
     # ------------------------------------------------------------------ init
@@ -139,7 +144,46 @@ class MetaConv2d(DerivedTensorCacheMixin, nn.Conv2d):
         if self.weight_residual is None:
             return base.expand(encodings.numel(), *self.weight.shape)
         scales = encodings.reshape(-1, *([1] * self.weight.dim()))
-        return torch.addcmul(base, scales, self.weight_residual.unsqueeze(0))
+        weight, residual = self.weight, self.weight_residual
+        if (not weight.is_contiguous()
+                and weight.is_contiguous(memory_format=torch.channels_last)):
+            # Each kernel channels-last like the weights (as B + s * A is),
+            # so a channels-last network's convs get the layout they run
+            # in: generate in (O, kh, kw, I) order, then view back.
+            made = torch.addcmul(weight.permute(0, 2, 3, 1).unsqueeze(0),
+                                 scales,
+                                 residual.permute(0, 2, 3, 1).unsqueeze(0))
+            return made.permute(0, 1, 4, 2, 3)
+        return torch.addcmul(base, scales, residual.unsqueeze(0))
+
+    def set_step_kernels(self, encodings: Sequence[float],
+                         scales: Optional[Tensor] = None) -> None:
+        """Generate the kernels of every encoding of one training step in
+        one batched op, for the forwards that follow (one per encoding) to
+        use; :meth:`clear_step_kernels` ends the step.
+
+        With one joint backward this is the same function as generating at
+        each forward, with fewer operations to launch: forward, one
+        ``addcmul`` per layer instead of one ``add`` per size; backward, one
+        reduction each for A and B instead of a product per size and an
+        accumulation of each size's gradient into A and B. The per-size
+        backward (``update_per_size``) must not use it: each of its
+        backwards would run the shared batched op again.
+
+        Args:
+            encodings (Sequence[float]): One encoding per size of the step.
+            scales (Tensor, optional): The same encodings as a tensor on the
+                kernel's device and dtype. Pass it on CUDA: made from a list,
+                the tensor is a host-to-device copy, which synchronises.
+        """
+        if self.weight_residual is None:  # shared kernel: nothing to make
+            return
+        encodings = [float(e) for e in encodings]
+        kernels = self.generate_kernels(encodings if scales is None else scales)
+        self._step_kernels = dict(zip(encodings, kernels.unbind(0)))
+
+    def clear_step_kernels(self) -> None:
+        self._step_kernels = None
 
     def kernel_for(self, encoding: float) -> Tensor:
         """The kernel for ``encoding``, cached in eval mode.
@@ -160,10 +204,16 @@ class MetaConv2d(DerivedTensorCacheMixin, nn.Conv2d):
         # Parameters straight from `_parameters`: each `self.weight` goes
         # through Module.__getattr__, the largest part of what this check
         # costs per layer at batch 1.
+        compiling = torch.compiler.is_compiling()
+        # A training step's batched kernels (eager only: a compiled graph
+        # makes its own, and must not guard on this attribute).
+        if not compiling and self._step_kernels is not None:
+            kernel = self._step_kernels.get(float(encoding))
+            if kernel is not None:
+                return kernel
         params = self._parameters
         weight, residual = params['weight'], params['weight_residual']
-        if (self.training or residual is None
-                or torch.compiler.is_compiling()):
+        if self.training or residual is None or compiling:
             return self.generate_kernel(encoding)
         if torch.is_grad_enabled() and (weight.requires_grad
                                         or residual.requires_grad):

@@ -202,6 +202,60 @@ def test_per_size_train_step_equals_joint_train_step():
             assert torch.equal(a, b), name
 
 
+def count_kernel_generation(monkeypatch):
+    """Calls of MetaConv2d's one-kernel and batched generation."""
+    from san_mm.models.utils import MetaConv2d
+    calls = dict(single=0, batched=0)
+    single, batched = MetaConv2d.generate_kernel, MetaConv2d.generate_kernels
+
+    def count_single(self, encoding):
+        calls['single'] += 1
+        return single(self, encoding)
+
+    def count_batched(self, encodings):
+        calls['batched'] += 1
+        return batched(self, encodings)
+    monkeypatch.setattr(MetaConv2d, 'generate_kernel', count_single)
+    monkeypatch.setattr(MetaConv2d, 'generate_kernels', count_batched)
+    return calls
+
+
+def test_joint_loss_generates_every_size_kernel_in_one_op(monkeypatch):
+    """The joint loss's forwards use one batched generation per conv (the
+    gradients equal the per-size path's: the tests above); the per-size
+    backward generates at each forward, and nothing outlives the step."""
+    model = build()
+    model.train()
+    convs = list(model.backbone.meta_convs())
+    calls = count_kernel_generation(monkeypatch)
+    inputs, data_samples = batch()
+    model.loss(inputs, data_samples)
+    assert calls == dict(single=0, batched=len(convs))
+    assert all(conv._step_kernels is None for conv in convs)
+    model.loss(inputs, data_samples)
+    # the encodings' device tensor is made once, not on every step
+    assert len(model.backbone._step_scales) == 1
+    calls.update(single=0, batched=0)
+    for _ in model.losses_per_size(inputs, data_samples):
+        pass
+    assert calls == dict(single=3 * len(convs), batched=0)
+
+
+def test_compiled_backbone_generates_its_own_kernels(monkeypatch):
+    """A compiled backbone computes B + s * A in its graph: no batched
+    kernels are made outside it, and the loss is the eager one."""
+    model = build()
+    model.train()
+    inputs, data_samples = batch()
+    expected = model.loss(inputs, data_samples)
+    calls = count_kernel_generation(monkeypatch)
+    model.backbone.compile(backend='eager', dynamic=False)
+    got = model.loss(inputs, data_samples)
+    assert calls['batched'] == 0
+    for key, value in expected.items():
+        torch.testing.assert_close(got[key], value, msg=key)
+
+
 def test_joint_loss_with_per_size_backward_warns_once(monkeypatch):
     from san_mm.models.classifiers import san_classifier
     messages = []

@@ -57,6 +57,42 @@ def test_batched_generation_equals_one_by_one():
         torch.testing.assert_close(kernel, conv.generate_kernel(s))
     shared = make_conv(3, 5, 3, meta=False)
     assert torch.equal(shared.generate_kernels([0.3, 0.7])[1], shared.weight)
+    # channels-last weights give channels-last kernels, as B + s * A does
+    conv = conv.to(memory_format=torch.channels_last)
+    for kernel, s in zip(conv.generate_kernels(encodings), encodings):
+        assert kernel.is_contiguous(memory_format=torch.channels_last)
+        assert not kernel.is_contiguous()
+        torch.testing.assert_close(kernel, conv.generate_kernel(s))
+
+
+def test_step_kernels_are_used_by_the_forwards_of_one_training_step():
+    conv = make_conv(3, 5, 3, padding=1, encoding=0.6)
+    conv.train()
+    encodings = [0.7, 0.6, 0.4]
+    conv.set_step_kernels(encodings, torch.tensor(encodings))
+    for s in encodings:
+        kernel = conv.kernel_for(s)
+        assert kernel._base is not None  # a view of the one batched tensor
+        torch.testing.assert_close(kernel, conv.generate_kernel(s))
+    assert conv.kernel_for(0.5)._base is None  # another encoding: its own
+    # gradients reach A and B through the batched op, as through B + s * A
+    x = torch.randn(2, 3, 7, 7)
+    conv(x).square().sum().backward()
+    batched_grads = [conv.weight.grad.clone(), conv.weight_residual.grad.clone()]
+    conv.zero_grad()
+    conv.clear_step_kernels()
+    assert conv._step_kernels is None
+    conv(x).square().sum().backward()
+    torch.testing.assert_close(conv.weight.grad, batched_grads[0])
+    torch.testing.assert_close(conv.weight_residual.grad, batched_grads[1])
+    # a step's kernels never outlive a train / eval switch or a copy
+    conv.set_step_kernels(encodings)
+    assert copy.deepcopy(conv)._step_kernels is None
+    conv.eval()
+    assert conv._step_kernels is None
+    shared = make_conv(3, 5, 3, meta=False)
+    shared.set_step_kernels(encodings)
+    assert shared._step_kernels is None  # nothing to generate
 
 
 def test_reference_initialisations():
