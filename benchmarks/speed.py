@@ -45,12 +45,13 @@ until the run ends), so a run stopped by a timeout keeps what it measured.
               each SAN step vs the largest plain step, unless --no-train-memory; with
               --train-compile both backbones compiled (--compile-mode reduce-overhead: CUDA graphs)
   ops         the operators (views excluded) one SAN training step dispatches vs the five plain
-              steps, counted: where a GPU step waits on the host, each is a launch
+              steps, counted: where a GPU step waits on the host, each is a launch (train and
+              ops rows: the joint backward with and without batch_kernel_generation, and the
+              per-size backward)
   pipeline    images/s of LoadImageFromFile + ResolutionSample (one crop -> K sizes) vs
               mmpretrain's single-size LoadImageFromFile + RandomResizedCrop + RandomFlip, same JPEGs
 """
 import argparse
-import contextlib
 import copy
 import json
 import os
@@ -558,6 +559,10 @@ def compare_cold(name, san_fn, plain_fn, args, calls=200):
 
 
 PRECISIONS = dict(fp32=None, fp16='float16', bf16='bfloat16')
+# SAN's training steps: (label, per-size backward, batch_kernel_generation)
+SAN_STEPS = [('joint backward', False, False),
+             ('joint backward, batched kernels', False, True),
+             ('per-size backward', True, False)]
 
 
 def _train_step_fn(model, torch, sizes, batch, device, per_size=False,
@@ -622,20 +627,26 @@ def bench_train(args):
                 for step in plain_steps:
                     step()
 
-            for per_size in (False, True):
+            san_runs = {}
+            for mode, per_size, batched in SAN_STEPS:
                 san_step = _train_step_fn(san, torch, TRAIN_SIZES,
                                           args.train_batch, args.device,
                                           per_size, precision)
-                mode = 'per-size backward' if per_size else 'joint backward'
+
+                def run_san(step=san_step, batched=batched):
+                    san.batch_kernel_generation = batched
+                    step()
+                san_runs[mode] = run_san
                 # compiled: the first call compiles, reduce-overhead records
                 # its CUDA graphs on the second and replays from the third
                 row = compare(
                     f'train step {arch} K=5 b={args.train_batch} {precision}'
-                    f'{compiled} {mode}', san_step, plain_sum, args,
+                    f'{compiled} {mode}', run_san, plain_sum, args,
                     max(2, args.repeats // 2),
                     warmup=3 if args.train_compile else 1)
                 row['precision'] = precision
-                if memory is not None and precision == 'fp32':
+                if (memory is not None and precision == 'fp32'
+                        and not batched):
                     label = 'san_per_size' if per_size else 'san'
                     row['memory'] = dict(
                         san=memory[label], plain=memory['plain'],
@@ -646,6 +657,13 @@ def bench_train(args):
                           f'step {memory["plain"] / 2**20:.0f} MiB, ratio '
                           f'{row["memory"]["ratio"]:.3f}', flush=True)
                 rows.append(row)
+            # the two joint steps against each other, in the same rounds
+            # (each against plain above sees the plain steps drift)
+            rows.append(compare(
+                f'  batched vs per-size kernels, joint backward {arch} '
+                f'b={args.train_batch} {precision}{compiled}',
+                san_runs['joint backward, batched kernels'],
+                san_runs['joint backward'], args, args.repeats, warmup=1))
     return rows
 
 
@@ -771,18 +789,12 @@ def bench_ops(args):
 
         plain_sum()
         plain_ops = count_ops(plain_sum)
-        for mode in ('joint backward', 'joint backward, kernels per size',
-                     'per-size backward'):
+        for mode, per_size, batched in SAN_STEPS:
             step = _train_step_fn(san, torch, TRAIN_SIZES, args.train_batch,
-                                  args.device, mode == 'per-size backward')
-            if mode == 'joint backward, kernels per size':
-                # each forward generating its own kernel, as before
-                # step_kernels (and as update_per_size does)
-                san.backbone.step_kernels = (
-                    lambda sizes: contextlib.nullcontext())
+                                  args.device, per_size)
+            san.batch_kernel_generation = batched
             step()
             san_ops = count_ops(step)
-            san.backbone.__dict__.pop('step_kernels', None)
             more = san_ops.copy()
             more.subtract(plain_ops)
             row = dict(name=f'ops per train step {arch} K=5 {mode}',

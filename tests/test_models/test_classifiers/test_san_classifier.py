@@ -220,15 +220,19 @@ def count_kernel_generation(monkeypatch):
     return calls
 
 
-def test_joint_loss_generates_every_size_kernel_in_one_op(monkeypatch):
-    """The joint loss's forwards use one batched generation per conv (the
-    gradients equal the per-size path's: the tests above); the per-size
-    backward generates at each forward, and nothing outlives the step."""
+def test_joint_loss_can_generate_every_size_kernel_in_one_op(monkeypatch):
+    """With batch_kernel_generation the joint loss's forwards use one batched
+    generation per conv, and nothing outlives the step; by default, and in
+    the per-size backward, each forward generates its own kernel."""
     model = build()
     model.train()
     convs = list(model.backbone.meta_convs())
     calls = count_kernel_generation(monkeypatch)
     inputs, data_samples = batch()
+    model.loss(inputs, data_samples)
+    assert calls == dict(single=3 * len(convs), batched=0)
+    model.batch_kernel_generation = True
+    calls.update(single=0, batched=0)
     model.loss(inputs, data_samples)
     assert calls == dict(single=0, batched=len(convs))
     assert all(conv._step_kernels is None for conv in convs)
@@ -244,7 +248,7 @@ def test_joint_loss_generates_every_size_kernel_in_one_op(monkeypatch):
 def test_compiled_backbone_generates_its_own_kernels(monkeypatch):
     """A compiled backbone computes B + s * A in its graph: no batched
     kernels are made outside it, and the loss is the eager one."""
-    model = build()
+    model = build(batch_kernel_generation=True)
     model.train()
     inputs, data_samples = batch()
     expected = model.loss(inputs, data_samples)
@@ -254,6 +258,24 @@ def test_compiled_backbone_generates_its_own_kernels(monkeypatch):
     assert calls['batched'] == 0
     for key, value in expected.items():
         torch.testing.assert_close(got[key], value, msg=key)
+
+
+def test_batched_kernel_generation_gives_the_same_gradients():
+    """In float64 the batched generation's gradients are the per-size
+    generation's (a missing size's term would be >= 1e-2 off)."""
+    import copy
+    per_size = float64(build())
+    batched = copy.deepcopy(per_size)
+    batched.batch_kernel_generation = True
+    inputs, data_samples = batch()
+    inputs = [x.double() for x in inputs]
+    expected, expected_losses = joint_gradients(per_size, inputs,
+                                                data_samples)
+    got, losses = joint_gradients(batched, inputs, data_samples)
+    for name, grad in expected.items():
+        assert_close_relative(got[name], grad, name)
+    for key, value in expected_losses.items():
+        assert losses[key].item() == pytest.approx(value.item(), rel=1e-12)
 
 
 def test_joint_loss_with_per_size_backward_warns_once(monkeypatch):
