@@ -201,9 +201,6 @@ class MetaConv2d(DerivedTensorCacheMixin, nn.Conv2d):
         would break the graph; a compiled graph fuses the op for next to
         nothing and can never be stale.
         """
-        # Parameters straight from `_parameters`: each `self.weight` goes
-        # through Module.__getattr__, the largest part of what this check
-        # costs per layer at batch 1.
         compiling = torch.compiler.is_compiling()
         # A training step's batched kernels (eager only: a compiled graph
         # makes its own, and must not guard on this attribute).
@@ -211,6 +208,9 @@ class MetaConv2d(DerivedTensorCacheMixin, nn.Conv2d):
             kernel = self._step_kernels.get(float(encoding))
             if kernel is not None:
                 return kernel
+        # Parameters straight from `_parameters`: each `self.weight` goes
+        # through Module.__getattr__, the largest part of what this check
+        # costs per layer at batch 1.
         params = self._parameters
         weight, residual = params['weight'], params['weight_residual']
         if self.training or residual is None or compiling:
