@@ -186,7 +186,9 @@ class MetaConv2d(DerivedTensorCacheMixin, nn.Conv2d):
         self._step_kernels = None
 
     def kernel_for(self, encoding: float) -> Tensor:
-        """The kernel for ``encoding``, cached in eval mode.
+        """The kernel for ``encoding``, cached in eval mode; within a
+        training step whose kernels were batched (:meth:`set_step_kernels`),
+        that step's kernel.
 
         The cache is used only when no gradient can flow into the kernel
         (eval mode and grad disabled, or frozen parameters); it is dropped
