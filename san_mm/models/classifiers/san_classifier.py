@@ -74,9 +74,12 @@ class SANClassifier(ImageClassifier):
             instead of one per size: the same gradients up to rounding, 12 %
             fewer operators per ResNet-50 step (counted: 4767 against 5391;
             the five plain steps take 4785), for a GPU step that waits on
-            kernel launches; not yet measured on one. It moves more memory: on
-            CPU it made a ResNet-18 step at batch 8 8-16 % slower (the
-            Fashion-MNIST step: the same). Defaults to False.
+            kernel launches; not yet measured on one. On CPU it made a
+            ResNet-18 step at batch 8 8-16 % slower: its batched kernels
+            (47 MB for the widest convs) exceed what glibc recycles, so
+            every step page-faults fresh memory (with
+            ``MALLOC_MMAP_THRESHOLD_`` raised: the same time; the
+            Fashion-MNIST step: the same time). Defaults to False.
         data_preprocessor (dict, optional): Defaults to
             ``SANDataPreprocessor``; must handle lists of sizes.
         train_cfg (dict, optional): Batch augments are refused (see
