@@ -74,9 +74,9 @@ for s in $STAGES; do
             cp .device/fashion-mnist/*.gz /usr/share/datasets/fashion-mnist/
             $PY tools/prepare_fashion_mnist.py --no-install >> "$OUT/stages.log" 2>&1
         fi
-        stage fmnist 380 $PY benchmarks/train_iteration.py \
+        stage fmnist 420 $PY benchmarks/train_iteration.py \
             configs/fashion_mnist/san_resnet18_fmnist.py --iters 200 --timeout 170 \
-            --variants ${FMNIST_VARIANTS:-eager reduce-overhead} ${FMNIST_PROFILE:+--profile $FMNIST_PROFILE} \
+            --variants ${FMNIST_VARIANTS:-eager batched-kernels reduce-overhead} ${FMNIST_PROFILE:+--profile $FMNIST_PROFILE} \
             --cfg-options train_dataloader.num_workers=8 train_dataloader.persistent_workers=True \
             --out "$OUT/speed_fmnist_iteration_cuda.json" ;;
     compiled)  # torch.compile with CUDA graphs, frozen weights; batch 1

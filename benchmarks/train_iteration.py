@@ -14,6 +14,8 @@ split and without validation:
   max-autotune     ``compile.mode=max-autotune`` (autotuned kernels, CUDA graphs too)
   aot-eager        ``compile.backend=aot_eager``: dynamo and AOTAutograd around eager kernels (what
                    compiling costs per call, without what inductor's kernels save)
+  batched-kernels  eager, ``model.batch_kernel_generation=True`` (every size's kernels of a step
+                   from one op per conv: fewer launches)
 The runner logs the mean time of every window of ``--log-interval`` iterations; a variant's
 iteration time is the median of those windows after the first ``--skip-windows`` (compiling,
 recording CUDA graphs, cuDNN's first calls, data workers starting). A variant that fails or
@@ -41,6 +43,7 @@ VARIANTS = {
     'reduce-overhead': ['compile.mode=reduce-overhead'],
     'max-autotune': ['compile.mode=max-autotune'],
     'aot-eager': ['compile.backend=aot_eager'],
+    'batched-kernels': ['model.batch_kernel_generation=True'],
 }
 # log lines worth keeping with a variant's result: why a graph recompiled,
 # ran eagerly or skipped CUDA graphs
