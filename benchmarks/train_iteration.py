@@ -20,7 +20,9 @@ The runner logs the mean time of every window of ``--log-interval`` iterations; 
 iteration time is the median of those windows after the first ``--skip-windows`` (compiling,
 recording CUDA graphs, cuDNN's first calls, data workers starting). A variant that fails or
 runs out of ``--timeout`` is recorded with its return code and the end of its log; the others
-still run. Compiled variants log dynamo's recompilations and graph breaks (``TORCH_LOGS``).
+still run. Compiled variants log dynamo's recompilations and graph breaks, and inductor's
+performance hints (e.g. why a graph skipped CUDA graphs) (``TORCH_LOGS``); the lines that say
+so are kept with the variant's result.
 ``--profile N`` adds mmengine's ProfilerHook for N iterations after the skipped windows and
 keeps its table of operators (CPU and CUDA time) with the variant: where an iteration's time goes.
 """
@@ -148,8 +150,9 @@ def run_variant(name, args, work_dir):
     print(f'--- {name}: {" ".join(command)}', flush=True)
     log_path = osp.join(work_dir, 'train_stdout.log')
     env = dict(os.environ)
-    if VARIANTS[name]:  # compiled: say why a graph recompiles or breaks
-        env.setdefault('TORCH_LOGS', 'recompiles,graph_breaks')
+    if any(option.startswith('compile') for option in VARIANTS[name]):
+        # compiled: why a graph recompiles, breaks or skips CUDA graphs
+        env.setdefault('TORCH_LOGS', 'recompiles,graph_breaks,perf_hints')
     start = time.perf_counter()
     with open(log_path, 'w') as log:
         try:
