@@ -132,6 +132,16 @@ def profile_table(lines):
     return lines[first:first + PROFILE_ROWS + 6]
 
 
+def noteworthy(lines, limit=40):
+    """The log lines worth keeping (:data:`NOTEWORTHY`), those about CUDA
+    graphs first (a skipped CUDA graph explains a slow variant; the expected
+    recompilation per size fills many lines)."""
+    found = [line[:300] for line in lines
+             if any(word in line for word in NOTEWORTHY)]
+    first = [line for line in found if 'cudagraph' in line.lower()]
+    return (first + [line for line in found if line not in first])[:limit]
+
+
 def run_variant(name, args, work_dir):
     batch = batch_size_of(args.config, args.cfg_options)
     os.makedirs(work_dir, exist_ok=True)
@@ -167,8 +177,7 @@ def run_variant(name, args, work_dir):
     result = dict(variant=name, returncode=returncode, wall_seconds=wall,
                   cfg_options=options,
                   **summarise(window_times(work_dir), args.skip_windows))
-    result['notes'] = [line[:300] for line in lines
-                       if any(word in line for word in NOTEWORTHY)][:20]
+    result['notes'] = noteworthy(lines)
     if args.profile:
         result['profile'] = profile_table(lines)
     if returncode != 0:

@@ -61,3 +61,11 @@ def test_profile_table_is_cut_from_the_log(train_iteration):
     assert table[0] == border and table[1].startswith('Name')
     assert 'aten::mkldnn_convolution  15.55%  116.758ms' in table
     assert train_iteration.profile_table(['no profiler here']) is None
+
+
+def test_cuda_graph_lines_come_first_among_the_notes(train_iteration):
+    lines = ['[__recompiles] Recompiling function forward'] * 50 + [
+        'nothing to see', 'skipping cudagraphs due to mutated inputs (2 instances)']
+    notes = train_iteration.noteworthy(lines, limit=5)
+    assert notes[0] == 'skipping cudagraphs due to mutated inputs (2 instances)'
+    assert len(notes) == 5 and 'nothing to see' not in notes
