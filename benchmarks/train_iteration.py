@@ -47,9 +47,9 @@ VARIANTS = {
     'aot-eager': ['compile.backend=aot_eager'],
     'batched-kernels': ['model.batch_kernel_generation=True'],
 }
+PROFILE_ROWS = 40  # operators kept from the profiler's table
 # log lines worth keeping with a variant's result: why a graph recompiled,
 # ran eagerly or skipped CUDA graphs
-PROFILE_ROWS = 40
 NOTEWORTHY = ('cudagraph', 'CUDAGraph', 'recompil', 'graph break',
               'Graph break', 'Traceback', 'Error')
 
