@@ -174,6 +174,11 @@ def _row(name, san_times, plain_times):
                ratio=ratio)
     print(f'{name:46s} SAN {_fmt(row["san"])}  plain {_fmt(row["plain"])}  '
           f'ratio {ratio:.3f}', flush=True)
+    return _record(row)
+
+
+def _record(row):
+    """Keep ``row`` and rewrite --out with it."""
     _RESULTS['rows'].append(row)
     _save_results(complete=False)
     return row
@@ -596,6 +601,36 @@ def _train_step_fn(model, torch, sizes, batch, device, per_size=False,
     return step
 
 
+def training_pair(arch, args):
+    """A SAN model and the plain mmpretrain model, both in training mode."""
+    san, torch = build(arch, True, args.device)
+    plain, _ = build(arch, False, args.device)
+    return san.train(), plain.train(), torch
+
+
+def plain_steps(plain, torch, args, precision='fp32'):
+    """One call running the five plain single-size steps, one per size."""
+    steps = [_train_step_fn(plain, torch, [s], args.train_batch, args.device,
+                            precision=precision) for s in TRAIN_SIZES]
+
+    def run():
+        for step in steps:
+            step()
+    return run
+
+
+def san_step(san, torch, args, per_size, batched, precision='fp32'):
+    """One call running SAN's step over the five sizes, with its kernels
+    batched (``batch_kernel_generation``) or not."""
+    step = _train_step_fn(san, torch, TRAIN_SIZES, args.train_batch,
+                          args.device, per_size, precision)
+
+    def run():
+        san.batch_kernel_generation = batched
+        step()
+    return run
+
+
 def bench_train(args):
     """SAN's step over the five sizes vs the sum of five plain steps; with
     --train-compile both backbones compiled as the SAN loops compile them
@@ -609,33 +644,18 @@ def bench_train(args):
         compiled = ' compiled' + (f' {args.compile_mode}'
                                   if args.compile_mode else '')
     for arch in args.archs:
-        san, torch = build(arch, True, args.device)
-        plain, _ = build(arch, False, args.device)
-        san.train()
-        plain.train()
+        san, plain, torch = training_pair(arch, args)
         if args.train_compile:
             for model in (san, plain):
                 compile_backbone(model, dict(dynamic=False,
                                              mode=args.compile_mode))
         memory = train_memory(arch, args) if args.train_memory else None
         for precision in args.precisions:
-            plain_steps = [_train_step_fn(plain, torch, [s], args.train_batch,
-                                          args.device, precision=precision)
-                           for s in TRAIN_SIZES]
-
-            def plain_sum():
-                for step in plain_steps:
-                    step()
-
+            plain_sum = plain_steps(plain, torch, args, precision)
             san_runs = {}
             for mode, per_size, batched in SAN_STEPS:
-                san_step = _train_step_fn(san, torch, TRAIN_SIZES,
-                                          args.train_batch, args.device,
-                                          per_size, precision)
-
-                def run_san(step=san_step, batched=batched):
-                    san.batch_kernel_generation = batched
-                    step()
+                run_san = san_step(san, torch, args, per_size, batched,
+                                   precision)
                 san_runs[mode] = run_san
                 # compiled: the first call compiles, reduce-overhead records
                 # its CUDA graphs on the second and replays from the third
@@ -776,23 +796,12 @@ def bench_ops(args):
     timed: the same on every machine), after a warm-up step."""
     rows = []
     for arch in args.archs:
-        san, torch = build(arch, True, args.device)
-        plain, _ = build(arch, False, args.device)
-        san.train()
-        plain.train()
-        plain_steps = [_train_step_fn(plain, torch, [s], args.train_batch,
-                                      args.device) for s in TRAIN_SIZES]
-
-        def plain_sum():
-            for step in plain_steps:
-                step()
-
+        san, plain, torch = training_pair(arch, args)
+        plain_sum = plain_steps(plain, torch, args)
         plain_sum()
         plain_ops = count_ops(plain_sum)
         for mode, per_size, batched in SAN_STEPS:
-            step = _train_step_fn(san, torch, TRAIN_SIZES, args.train_batch,
-                                  args.device, per_size)
-            san.batch_kernel_generation = batched
+            step = san_step(san, torch, args, per_size, batched)
             step()
             san_ops = count_ops(step)
             more = san_ops.copy()
@@ -805,9 +814,7 @@ def bench_ops(args):
             row['ratio'] = row['san_ops'] / row['plain_ops']
             print(f'{row["name"]:46s} SAN {row["san_ops"]} ops, plain '
                   f'{row["plain_ops"]}, ratio {row["ratio"]:.3f}', flush=True)
-            _RESULTS['rows'].append(row)
-            _save_results(complete=False)
-            rows.append(row)
+            rows.append(_record(row))
     return rows
 
 

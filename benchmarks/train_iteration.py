@@ -142,8 +142,9 @@ def noteworthy(lines, limit=40):
     return (first + [line for line in found if line not in first])[:limit]
 
 
-def run_variant(name, args, work_dir):
-    batch = batch_size_of(args.config, args.cfg_options)
+def run_variant(name, args, work_dir, batch):
+    """``tools/train.py`` with variant ``name``'s options on ``args.iters``
+    batches of ``batch`` images; its result (times, notes, profile)."""
     os.makedirs(work_dir, exist_ok=True)
     config = profiled_config(args.config, work_dir, args) \
         if args.profile else args.config
@@ -230,7 +231,8 @@ def main():
 
     with tempfile.TemporaryDirectory() as tmp:
         root = args.work_dir or tmp
-        results = [run_variant(name, args, osp.join(root, name))
+        batch = batch_size_of(args.config, args.cfg_options)
+        results = [run_variant(name, args, osp.join(root, name), batch)
                    for name in args.variants]
     eager = next((r['iteration_seconds'] for r in results
                   if r['variant'] == 'eager'), None)

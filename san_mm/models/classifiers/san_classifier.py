@@ -238,12 +238,11 @@ class SANClassifier(ImageClassifier):
                 'each training size must appear once per batch, got inputs '
                 f'of sizes {sizes} (shorter sides); pass one batch per '
                 'size, as ResolutionSample produces')
+        # (a compiled backbone makes each size's kernel in its graph)
         batched = (joint_backward and self.batch_kernel_generation
                    and torch.is_grad_enabled()
                    and not torch.compiler.is_compiling()
-                   and getattr(self.backbone, '_compiled_call_impl',
-                               None) is None
-                   and hasattr(self.backbone, 'step_kernels'))
+                   and self.backbone._compiled_call_impl is None)
         with (self.backbone.step_kernels(sizes) if batched
               else contextlib.nullcontext()):
             yield from self._size_terms(sizes, inputs, data_samples)
