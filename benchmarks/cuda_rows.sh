@@ -14,7 +14,9 @@
 # sizes); train 61 s for ResNet-50. Together they do not fit one 10-minute call of the device tool:
 # pick stages, e.g. `bash benchmarks/cuda_rows.sh $OUT tests fmnist train` then `... inference`.
 # FMNIST_VARIANTS=... picks train_iteration.py's variants; FMNIST_PROFILE=N adds its operator table
-# for N iterations (where an iteration's time goes; profiled windows run slower).
+# for N iterations and their Chrome traces (OUT/trace_<variant>.json.gz; where an iteration's time
+# goes; profiled windows run slower). The cudagraph stage is the inference stage's CUDA-graph rows
+# alone, for CUDAGRAPH_ARCHS (default all three) at CUDAGRAPH_SIZES (default 224 96).
 # Carried in from the checkout, both ignored by git (see the README's "Performance" section):
 #   .whl/                      wheels of mmengine, mmcv-lite, mmpretrain and their pure-Python needs
 #   .device/fashion-mnist/     the four Fashion-MNIST .gz files (for the fmnist stage)
@@ -58,6 +60,11 @@ for s in $STAGES; do
         stage inference 240 $PY benchmarks/speed.py --device "$DEVICE" --only inference cudagraph \
             --batches 1 --sizes 224 96 --control --repeats 6 --min-run-time 0.1 \
             --out "$OUT/speed_inference_b1_cuda.json" ;;
+    cudagraph)  # the inference stage's CUDA-graph rows alone, for some architectures / sizes
+        stage cudagraph 150 $PY benchmarks/speed.py --device "$DEVICE" --only cudagraph \
+            --archs ${CUDAGRAPH_ARCHS:-resnet18 resnet50 mobilenetv2} \
+            --sizes ${CUDAGRAPH_SIZES:-224 96} --batches 1 --control --repeats 6 \
+            --min-run-time 0.1 --out "$OUT/speed_cudagraph_b1_cuda.json" ;;
     train)  # K = 5 sizes vs the sum of 5 plain steps, fp32 / fp16 / bf16
         stage train 150 $PY benchmarks/speed.py --device "$DEVICE" --only train \
             --archs resnet50 --train-batch 64 --precisions fp32 fp16 bf16 \
@@ -76,7 +83,8 @@ for s in $STAGES; do
         fi
         stage fmnist 420 $PY benchmarks/train_iteration.py \
             configs/fashion_mnist/san_resnet18_fmnist.py --iters 200 --timeout 170 \
-            --variants ${FMNIST_VARIANTS:-eager batched-kernels reduce-overhead} ${FMNIST_PROFILE:+--profile $FMNIST_PROFILE} \
+            --variants ${FMNIST_VARIANTS:-eager batched-kernels reduce-overhead} \
+            ${FMNIST_PROFILE:+--profile $FMNIST_PROFILE --trace-dir $OUT} \
             --cfg-options train_dataloader.num_workers=8 train_dataloader.persistent_workers=True \
             --out "$OUT/speed_fmnist_iteration_cuda.json" ;;
     compiled)  # torch.compile with CUDA graphs, frozen weights; batch 1

@@ -16,6 +16,8 @@ split and without validation:
                    compiling costs per call, without what inductor's kernels save)
   batched-kernels  eager, ``model.batch_kernel_generation=True`` (every size's kernels of a step
                    from one op per conv: fewer launches)
+  cuda-graph       ``model.cuda_graph_step=True``: the step's forward, losses and backward
+                   captured in one CUDA graph after three eager steps and replayed (GPU only)
 The runner logs the mean time of every window of ``--log-interval`` iterations; a variant's
 iteration time is the median of those windows after the first ``--skip-windows`` (compiling,
 recording CUDA graphs, cuDNN's first calls, data workers starting). A variant that fails or
@@ -24,10 +26,13 @@ still run. Compiled variants log dynamo's recompilations and graph breaks, and i
 performance hints (e.g. why a graph skipped CUDA graphs) (``TORCH_LOGS``); the lines that say
 so are kept with the variant's result.
 ``--profile N`` adds mmengine's ProfilerHook for N iterations after the skipped windows and
-keeps its table of operators (CPU and CUDA time) with the variant: where an iteration's time goes.
+keeps its table of operators (CPU and CUDA time) with the variant: where an iteration's time goes;
+``--trace-dir DIR`` also writes each profiled variant's Chrome trace there, gzipped
+(``trace_<variant>.json.gz``: what the host and the GPU did, launch by launch).
 """
 import argparse
 import glob
+import gzip
 import json
 import os
 import os.path as osp
@@ -46,6 +51,7 @@ VARIANTS = {
     'max-autotune': ['compile.mode=max-autotune'],
     'aot-eager': ['compile.backend=aot_eager'],
     'batched-kernels': ['model.batch_kernel_generation=True'],
+    'cuda-graph': ['model.cuda_graph_step=True'],
 }
 PROFILE_ROWS = 40  # operators kept from the profiler's table
 # log lines worth keeping with a variant's result: why a graph recompiled,
@@ -99,10 +105,11 @@ def summarise(windows, skip_windows):
         windows=len(windows), windows_used=len(steady))
 
 
-def profiled_config(config, work_dir, args):
+def profiled_config(config, work_dir, args, trace_path=None):
     """``config`` with mmengine's ProfilerHook added, written to
     ``work_dir``: ``args.profile`` iterations profiled after the skipped
-    windows, the operator table printed to the log."""
+    windows, the operator table printed to the log and, with
+    ``trace_path``, the Chrome trace written there."""
     from mmengine.config import Config
     cfg = Config.fromfile(config)
     wait = args.log_interval * args.skip_windows
@@ -112,7 +119,8 @@ def profiled_config(config, work_dir, args):
         activity_with_cpu=True, activity_with_cuda=_cuda_available(),
         schedule=dict(wait=wait, warmup=1, active=args.profile),
         on_trace_ready=dict(type='log_trace', row_limit=PROFILE_ROWS,
-                            sort_by='self_cpu_time_total'))]
+                            sort_by='self_cpu_time_total'),
+        json_trace_path=trace_path)]
     path = osp.join(work_dir, 'profiled_config.py')
     cfg.dump(path)
     return path
@@ -146,7 +154,9 @@ def run_variant(name, args, work_dir, batch):
     """``tools/train.py`` with variant ``name``'s options on ``args.iters``
     batches of ``batch`` images; its result (times, notes, profile)."""
     os.makedirs(work_dir, exist_ok=True)
-    config = profiled_config(args.config, work_dir, args) \
+    trace_path = osp.join(work_dir, 'trace.json') \
+        if args.profile and args.trace_dir else None
+    config = profiled_config(args.config, work_dir, args, trace_path) \
         if args.profile else args.config
     options = [
         # exactly --iters iterations of the training split, no validation
@@ -181,6 +191,8 @@ def run_variant(name, args, work_dir, batch):
     result['notes'] = noteworthy(lines)
     if args.profile:
         result['profile'] = profile_table(lines)
+    if trace_path and osp.exists(trace_path):
+        result['trace'] = keep_trace(trace_path, args.trace_dir, name)
     if returncode != 0:
         result['log_tail'] = lines[-30:]
     seconds = result['iteration_seconds']
@@ -189,6 +201,17 @@ def run_variant(name, args, work_dir, batch):
           + (f' (data {result["data_seconds"] * 1e3:.1f} ms)'
              if result.get('data_seconds') is not None else ''), flush=True)
     return result
+
+
+def keep_trace(path, trace_dir, name):
+    """Gzip the Chrome trace at ``path`` into
+    ``trace_dir/trace_<name>.json.gz``; returns that path."""
+    os.makedirs(trace_dir, exist_ok=True)
+    kept = osp.join(trace_dir, f'trace_{name}.json.gz')
+    with open(path, 'rb') as src, gzip.open(kept, 'wb') as dst:
+        dst.write(src.read())
+    os.remove(path)
+    return kept
 
 
 def machine():
@@ -216,6 +239,9 @@ def main():
                         "(mmengine's ProfilerHook) and keep the operator "
                         'table (profiling slows the windows it covers: take '
                         'iteration times from a run without it)')
+    parser.add_argument('--trace-dir', help='with --profile: write each '
+                        "variant's Chrome trace here (trace_<variant>."
+                        'json.gz)')
     parser.add_argument('--timeout', type=float, default=None,
                         help='seconds each variant may run')
     parser.add_argument('--work-dir', help='keep the runs here (default: '

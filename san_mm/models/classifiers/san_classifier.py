@@ -16,6 +16,7 @@ from torch import Tensor
 from ..backbones import BaseScaleAdaptiveBackbone
 from ..utils.data_preprocessor import SANDataPreprocessor
 from ..utils.plain_init import init_weights_plain_last
+from .cuda_graph_step import CUDAGraphTrainStep
 
 LOSS_REDUCTIONS = ('sum', 'mean')
 
@@ -80,6 +81,14 @@ class SANClassifier(ImageClassifier):
             every step page-faults fresh memory (with
             ``MALLOC_MMAP_THRESHOLD_`` raised: the same time; the
             Fashion-MNIST step: the same time). Defaults to False.
+        cuda_graph_step (bool): On a GPU, capture the training step (every
+            size's forward, the losses, the backward) in a CUDA graph after
+            a few eager steps and replay it for every batch of the same
+            shapes (:class:`CUDAGraphTrainStep`); for small networks whose
+            step waits on the host launching kernels. Single GPU, the
+            plain ``OptimWrapper`` (no AMP, no gradient accumulation), no
+            ``compile``, ``num_sampled_sizes`` or ``backward_per_size``;
+            refused with a message otherwise. Defaults to False.
         data_preprocessor (dict, optional): Defaults to
             ``SANDataPreprocessor``; must handle lists of sizes.
         train_cfg (dict, optional): Batch augments are refused (see
@@ -101,6 +110,7 @@ class SANClassifier(ImageClassifier):
                  backward_per_size: bool = False,
                  channels_last: bool = False,
                  batch_kernel_generation: bool = False,
+                 cuda_graph_step: bool = False,
                  pretrained: Optional[str] = None,
                  train_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
@@ -145,6 +155,10 @@ class SANClassifier(ImageClassifier):
         self.backward_per_size = bool(backward_per_size)
         self._warned_joint_backward = False
         self.batch_kernel_generation = bool(batch_kernel_generation)
+        self.cuda_graph_step = None
+        if cuda_graph_step:
+            CUDAGraphTrainStep.refuse(CUDAGraphTrainStep.model_problems(self))
+            self.cuda_graph_step = CUDAGraphTrainStep(self)
         self.channels_last = bool(channels_last)
         if self.channels_last:
             # In place, so initialisation and checkpoint loading (copy_)
@@ -273,7 +287,10 @@ class SANClassifier(ImageClassifier):
     def train_step(self, data: Union[dict, tuple, list],
                    optim_wrapper: OptimWrapper) -> Dict[str, Tensor]:
         """mmengine's train step; with ``backward_per_size``, one backward
-        per size (see :meth:`update_per_size`)."""
+        per size (see :meth:`update_per_size`); with ``cuda_graph_step``,
+        a replayed CUDA graph (see :class:`CUDAGraphTrainStep`)."""
+        if self.cuda_graph_step is not None:
+            return self.cuda_graph_step(data, optim_wrapper)
         if not self.backward_per_size:
             return super().train_step(data, optim_wrapper)
         with optim_wrapper.optim_context(self):
