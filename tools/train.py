@@ -1,6 +1,7 @@
 """Train a model with MMPretrain's runner (san_mm registered).
 
     python tools/train.py configs/san_resnet50.py [--work-dir DIR] [--resume [CKPT]] [--amp]
+        [--compile | --cuda-graph]
         [--cfg-options train_sizes=[224,160,96] ...] [--launcher pytorch]
 """
 import argparse
@@ -26,6 +27,11 @@ def parse_args():
                         help='do not evaluate during training')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the learning rate with the total batch size')
+    parser.add_argument(
+        '--cuda-graph', action='store_true',
+        help="capture the SAN training step in a CUDA graph and replay it "
+        '(model.cuda_graph_step=True; one GPU, no AMP or compile): for small '
+        'networks whose GPU step waits on kernel launches')
     add_common_args(parser)
     return parser.parse_args()
 

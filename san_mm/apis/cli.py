@@ -162,6 +162,8 @@ def train_config(args) -> Config:
         cfg.val_evaluator = None
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
+    if getattr(args, 'cuda_graph', False):
+        cfg.model.cuda_graph_step = True
     return cfg
 
 

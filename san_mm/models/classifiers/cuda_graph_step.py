@@ -186,7 +186,10 @@ class CUDAGraphTrainStep:
                 losses = model.loss(inputs, samples)
             loss, log_vars = model.parse_losses(losses)
             optim_wrapper.update_params(loss)
-            return log_vars
+            # Detached: a log variable the runner keeps until the next step
+            # would keep this step's autograd graph alive into the capture
+            # (autograd warns that it may break it).
+            return {key: value.detach() for key, value in log_vars.items()}
 
         if not side_stream:
             return step()

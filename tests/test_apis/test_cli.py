@@ -1,0 +1,20 @@
+import argparse
+
+from san_mm.apis.cli import train_config
+
+
+def train_args(config, **overrides):
+    """tools/train.py's arguments with their defaults."""
+    args = dict(config=config, work_dir=None, amp=False, no_pin_memory=False,
+                no_persistent_workers=False, cfg_options=None, compile=False,
+                launcher='none', local_rank=0, resume=None,
+                no_validate=False, auto_scale_lr=False, cuda_graph=False)
+    args.update(overrides)
+    return argparse.Namespace(**args)
+
+
+def test_cuda_graph_flag_sets_the_models_option(tiny_config):
+    assert not train_config(train_args(tiny_config)).model.get(
+        'cuda_graph_step')
+    cfg = train_config(train_args(tiny_config, cuda_graph=True))
+    assert cfg.model.cuda_graph_step is True
