@@ -28,7 +28,9 @@ so are kept with the variant's result.
 ``--profile N`` adds mmengine's ProfilerHook for N iterations after the skipped windows and
 keeps its table of operators (CPU and CUDA time) with the variant: where an iteration's time goes;
 ``--trace-dir DIR`` also writes each profiled variant's Chrome trace there, gzipped
-(``trace_<variant>.json.gz``: what the host and the GPU did, launch by launch).
+(``trace_<variant>.json.gz``: what the host and the GPU did, launch by launch), summarised with
+the variant's result (``trace_summary``: host and GPU time per iteration, the heaviest operations
+of each host thread).
 """
 import argparse
 import glob
@@ -193,6 +195,7 @@ def run_variant(name, args, work_dir, batch):
         result['profile'] = profile_table(lines)
     if trace_path and osp.exists(trace_path):
         result['trace'] = keep_trace(trace_path, args.trace_dir, name)
+        result['trace_summary'] = trace_summary(result['trace'])
     if returncode != 0:
         result['log_tail'] = lines[-30:]
     seconds = result['iteration_seconds']
@@ -212,6 +215,58 @@ def keep_trace(path, trace_dir, name):
         dst.write(src.read())
     os.remove(path)
     return kept
+
+
+def trace_summary(path, rows=10):
+    """Where a profiled iteration's time went, from a Chrome trace (plain or
+    gzipped) of ``--profile`` iterations: per iteration, the host's time
+    (median ``ProfilerStep``), the GPU's (kernels, copies and memsets of
+    all profiled iterations, averaged; kernels replayed from CUDA graphs
+    included) and the CUDA runtime calls (launches); and, for the median
+    iteration, each host thread's busy time with its heaviest top-level
+    operations (``[name, ms, count]``)."""
+    opener = gzip.open if path.endswith('.gz') else open
+    with opener(path, 'rt') as f:
+        events = [e for e in json.load(f)['traceEvents']
+                  if e.get('ph') == 'X']
+    host = [e for e in events
+            if e.get('cat') in ('cpu_op', 'user_annotation', 'cuda_runtime')]
+    steps = sorted((e for e in host if e['name'].startswith('ProfilerStep')
+                    and e.get('cat') == 'user_annotation'),
+                   key=lambda e: e['dur'])
+    if not steps:
+        return None
+    gpu = sum(e['dur'] for e in events
+              if e.get('cat') in ('kernel', 'gpu_memcpy', 'gpu_memset'))
+    runtime = sum(e.get('cat') == 'cuda_runtime' for e in events)
+    median = steps[len(steps) // 2]
+    start, end = median['ts'], median['ts'] + median['dur']
+    threads = {}
+    for e in host:
+        if e is not median and start <= e['ts'] < end:
+            threads.setdefault(e['tid'], []).append(e)
+    summary = dict(iterations=len(steps), host_ms=median['dur'] / 1e3,
+                   gpu_ms=gpu / 1e3 / len(steps),
+                   cuda_runtime_calls=runtime / len(steps), threads=[])
+    for tid, thread in threads.items():
+        thread.sort(key=lambda e: (e['ts'], -e['dur']))
+        top, until = [], -1
+        for e in thread:  # outermost events only: their times do not overlap
+            if e['ts'] >= until:
+                top.append(e)
+                until = e['ts'] + e['dur']
+        totals, counts = {}, {}
+        for e in top:
+            totals[e['name']] = totals.get(e['name'], 0) + e['dur']
+            counts[e['name']] = counts.get(e['name'], 0) + 1
+        heaviest = sorted(totals, key=totals.get, reverse=True)[:rows]
+        summary['threads'].append(dict(
+            main=tid == median['tid'],
+            busy_ms=sum(e['dur'] for e in top) / 1e3,
+            top=[[name[:80], round(totals[name] / 1e3, 3), counts[name]]
+                 for name in heaviest]))
+    summary['threads'].sort(key=lambda t: (not t['main'], -t['busy_ms']))
+    return summary
 
 
 def machine():

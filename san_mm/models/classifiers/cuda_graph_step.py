@@ -219,8 +219,13 @@ class CUDAGraphTrainStep:
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             losses = model.loss(self._static_inputs, static_samples)
-            loss, self._log_vars = model.parse_losses(losses)
+            loss, log_vars = model.parse_losses(losses)
             loss.backward()
+        # Detached aliases of the graph's outputs: kept across steps, they
+        # must not keep the captured autograd graph alive (an eager step
+        # after it would meet that graph's gradient nodes on another stream).
+        self._log_vars = {key: value.detach()
+                          for key, value in log_vars.items()}
         self._graph = graph
         self._grads = [(p, p.grad) for p in params if p.grad is not None]
         for p in params:
