@@ -49,6 +49,8 @@ def load_config(args) -> Config:
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
+    if getattr(args, 'cuda_graph', False):  # tools/train.py --cuda-graph
+        cfg.model.cuda_graph_step = True
     setup_distributed(cfg)
     if args.compile and not cfg.get('compile'):
         cfg.compile = True
@@ -83,11 +85,18 @@ def setup_distributed(cfg: Config) -> None:
 
     Raises:
         ValueError: without CUDA, for another launcher or for ``sync_bn``
-            (torch's SyncBatchNorm only runs on GPUs).
+            (torch's SyncBatchNorm only runs on GPUs); for
+            ``model.cuda_graph_step`` (one GPU only).
     """
     launcher = cfg.get('launcher', 'none')
     if launcher == 'none':
         return
+    if cfg.get('model', {}).get('cuda_graph_step'):
+        raise ValueError(
+            f'model.cuda_graph_step=True (--cuda-graph) captures the step of '
+            f'one process on one GPU, but this is a --launcher {launcher} '
+            'run, whose DDP wrapper runs its own step; remove it for '
+            'distributed training')
     wrapper = cfg.get('model_wrapper_cfg') or dict(
         type='SANDistributedDataParallel', broadcast_buffers=False,
         find_unused_parameters=cfg.get('find_unused_parameters', False))
@@ -162,8 +171,6 @@ def train_config(args) -> Config:
         cfg.val_evaluator = None
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
-    if getattr(args, 'cuda_graph', False):
-        cfg.model.cuda_graph_step = True
     return cfg
 
 

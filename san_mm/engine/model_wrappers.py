@@ -28,6 +28,15 @@ class SANDistributedDataParallel(MMDistributedDataParallel):
     distributed runs unless the config sets ``model_wrapper_cfg``.
     """
 
+    def __init__(self, module: torch.nn.Module, **kwargs):
+        if getattr(module, 'cuda_graph_step', None) is not None:
+            raise ValueError(
+                'SANClassifier(cuda_graph_step=True) captures the step of one '
+                'process on one GPU; DDP runs its own step (and reduces '
+                'gradients from hooks a replayed graph would skip): set '
+                'model.cuda_graph_step=False for distributed training')
+        super().__init__(module=module, **kwargs)
+
     def train_step(self, data: Union[dict, tuple, list],
                    optim_wrapper: OptimWrapper) -> Dict[str, torch.Tensor]:
         if not getattr(self.module, 'backward_per_size', False):

@@ -138,3 +138,10 @@ def test_distributed_runs_wrap_in_san_ddp_unless_configured(monkeypatch):
     cfg = Config(dict(launcher='pytorch', model_wrapper_cfg=own))
     setup_distributed(cfg)
     assert cfg.model_wrapper_cfg == own
+
+
+def test_distributed_runs_refuse_the_cuda_graph_step():
+    cfg = Config(dict(launcher='pytorch', model=dict(cuda_graph_step=True)))
+    with pytest.raises(ValueError, match='cuda_graph_step=True.*--launcher '
+                       'pytorch'):
+        setup_distributed(cfg)
