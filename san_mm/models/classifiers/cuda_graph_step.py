@@ -16,15 +16,16 @@ class CUDAGraphTrainStep:
     the optimiser step stay eager.
 
     Measured on the Fashion-MNIST SAN ResNet-18 (batch 128, five sizes) on
-    an NVIDIA H200: the GPU works about 7 ms of a 46 ms iteration even with
-    the backbone compiled into CUDA graphs per size
-    (``compile.mode=reduce-overhead``), the rest is the host launching some
-    2,000 kernels and running the graphs' Python bookkeeping. One replay
-    launches them all at once.
+    an NVIDIA H200 (profiled, README "On a GPU"): the GPU works 7-8 ms of
+    every iteration; eager, the host takes 58-64 ms launching some 2,000
+    kernels, and 33-46 ms with the backbone compiled into CUDA graphs per
+    size (``compile.mode=reduce-overhead``: each graph call costs over a
+    millisecond of host bookkeeping, the head, losses and their backward
+    stay eager). One replay launches the whole step: 14-15 ms.
 
     How a step runs:
 
-    1. ``warmup_iters`` eager steps (mmengine's ``train_step``, on a side
+    1. ``warmup_iters`` eager steps (``OptimWrapper.update_params``, on a side
        stream as PyTorch's whole-network capture recipe does: lazy
        initialisation, cuDNN's choices and the optimiser's state happen
        outside the graph);

@@ -58,8 +58,9 @@ def test_refuses_accumulation_a_compiled_backbone_and_the_cpu():
     model.backbone.compile()  # sets the compiled call; compiles nothing yet
     with pytest.raises(ValueError, match='compiled backbone'):
         model.train_step(data_batch(0), sgd(model))
+    fresh = build()
     with pytest.raises(RuntimeError, match='model is on cpu'):
-        build().train_step(data_batch(0), sgd(model))
+        fresh.train_step(data_batch(0), sgd(fresh))
 
 
 def test_a_copy_starts_without_the_graph_and_steps_its_own_model():
