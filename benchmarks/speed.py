@@ -43,7 +43,8 @@ until the run ends), so a run stopped by a timeout keeps what it measured.
               backward, in each of --precisions (fp16 / bf16: mmengine's AmpOptimWrapper); peak
               memory (CUDA: peak allocated; CPU: peak of the activations held for backward) of
               each SAN step vs the largest plain step, unless --no-train-memory; with
-              --train-compile both backbones compiled (--compile-mode reduce-overhead: CUDA graphs)
+              --train-compile both backbones compiled (--compile-mode reduce-overhead: CUDA graphs);
+              with --train-cuda-graph every step captured whole in a CUDA graph (fp32, CUDA)
   ops         the operators (views excluded) one SAN training step dispatches vs the five plain
               steps, counted: where a GPU step waits on the host, each is a launch (train and
               ops rows: the joint backward with and without batch_kernel_generation, and the
@@ -383,21 +384,25 @@ def bench_aoti(args):
     return rows
 
 
-def cuda_graph_of(fn):
-    """``fn`` (no arguments, returns a tensor) captured in a CUDA graph:
-    the replay, and the output tensor it rewrites on every replay. Warmed
-    up on a side stream first, as capturing requires (SAN's eval forward
-    fills its kernel cache there, so the captured forward reads the cached
-    kernels: the graph replays exactly the eager forward's kernels)."""
+def cuda_graph_of(fn, grad=False):
+    """``fn`` (no arguments) captured in a CUDA graph: the replay, and the
+    output (tensor) it rewrites on every replay. Warmed up on a side stream
+    first, as capturing requires (SAN's eval forward fills its kernel cache
+    there, so the captured forward reads the cached kernels: the graph
+    replays exactly the eager forward's kernels). With ``grad`` ``fn`` is a
+    whole training step (forward, backward, optimizer step, as PyTorch's
+    whole-network capture recipe): its gradients are allocated by the graph
+    (``fn`` leaves them None, as ``OptimWrapper.update_params`` does), so a
+    replay is one full step."""
     import torch
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream), torch.no_grad():
+    with torch.cuda.stream(stream), torch.set_grad_enabled(grad):
         for _ in range(3):
             fn()
     torch.cuda.current_stream().wait_stream(stream)
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph), torch.no_grad():
+    with torch.cuda.graph(graph), torch.set_grad_enabled(grad):
         output = fn()
     return graph.replay, output
 
@@ -608,10 +613,13 @@ def training_pair(arch, args):
     return san.train(), plain.train(), torch
 
 
-def plain_steps(plain, torch, args, precision='fp32'):
-    """One call running the five plain single-size steps, one per size."""
+def plain_steps(plain, torch, args, precision='fp32', graphed=False):
+    """One call running the five plain single-size steps, one per size
+    (``graphed``: each replayed from its own CUDA graph)."""
     steps = [_train_step_fn(plain, torch, [s], args.train_batch, args.device,
                             precision=precision) for s in TRAIN_SIZES]
+    if graphed:
+        steps = [cuda_graph_of(step, grad=True)[0] for step in steps]
 
     def run():
         for step in steps:
@@ -619,16 +627,18 @@ def plain_steps(plain, torch, args, precision='fp32'):
     return run
 
 
-def san_step(san, torch, args, per_size, batched, precision='fp32'):
+def san_step(san, torch, args, per_size, batched, precision='fp32',
+             graphed=False):
     """One call running SAN's step over the five sizes, with its kernels
-    batched (``batch_kernel_generation``) or not."""
+    batched (``batch_kernel_generation``) or not (``graphed``: replayed
+    from one CUDA graph)."""
     step = _train_step_fn(san, torch, TRAIN_SIZES, args.train_batch,
                           args.device, per_size, precision)
 
     def run():
         san.batch_kernel_generation = batched
         step()
-    return run
+    return cuda_graph_of(run, grad=True)[0] if graphed else run
 
 
 def bench_train(args):
@@ -637,6 +647,16 @@ def bench_train(args):
     (``compile_backbone``: one static graph per size, --compile-mode)."""
     rows = []
     compiled = ''
+    if args.train_cuda_graph:
+        if not args.device.startswith('cuda') or args.train_compile or \
+                set(args.precisions) != {'fp32'}:
+            raise SystemExit(
+                '--train-cuda-graph captures fp32 steps on a CUDA device '
+                '(AMP\'s loss scaler reads its overflow check on the host), '
+                f'without --train-compile; got --device {args.device}, '
+                f'--precisions {" ".join(args.precisions)}'
+                + (', --train-compile' if args.train_compile else ''))
+        compiled = ' cuda graph'
     if args.train_compile:
         from san_mm.engine.compile import (allow_graphs, compile_backbone,
                                            graphs_for_sizes)
@@ -651,11 +671,12 @@ def bench_train(args):
                                              mode=args.compile_mode))
         memory = train_memory(arch, args) if args.train_memory else None
         for precision in args.precisions:
-            plain_sum = plain_steps(plain, torch, args, precision)
+            plain_sum = plain_steps(plain, torch, args, precision,
+                                    args.train_cuda_graph)
             san_runs = {}
             for mode, per_size, batched in SAN_STEPS:
                 run_san = san_step(san, torch, args, per_size, batched,
-                                   precision)
+                                   precision, args.train_cuda_graph)
                 san_runs[mode] = run_san
                 # compiled: the first call compiles, reduce-overhead records
                 # its CUDA graphs on the second and replays from the third
@@ -924,6 +945,11 @@ def main():
                         help='train rows with both backbones compiled, as '
                         "the SAN loops do for the runner's compile option "
                         '(with --compile-mode)')
+    parser.add_argument('--train-cuda-graph', action='store_true',
+                        help='train rows with every step (SAN\'s, and each '
+                        'plain one) captured whole in a CUDA graph and '
+                        'replayed: the GPU work of the steps, without the '
+                        'host launching it (fp32, CUDA)')
     parser.add_argument('--no-train-memory', dest='train_memory',
                         action='store_false',
                         help='train rows without the peak-memory probes (7 '

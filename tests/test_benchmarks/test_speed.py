@@ -142,6 +142,44 @@ def test_cuda_graph_of_san_replays_the_eager_forward(speed):
     speed.check_same_logits(output, expected, 'the SAN graph', 'plain')
 
 
+@pytest.mark.skipif(not __import__('torch').cuda.is_available(),
+                    reason='CUDA graphs need a GPU')
+def test_a_training_step_replayed_from_a_cuda_graph_is_the_eager_step(
+        speed, monkeypatch):
+    """--train-cuda-graph: each replay is a whole SGD step (forward,
+    backward, update), the eager step's kernels on the same inputs."""
+    import copy
+
+    import torch
+    monkeypatch.setattr(torch.backends.cudnn, 'allow_tf32', False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, 'allow_tf32', False)
+    san, _ = _tiny_san_and_plain()
+    san = san.cuda().train()
+    twin = copy.deepcopy(san)
+    steps = []
+    for model in (san, twin):
+        torch.manual_seed(0)  # the same inputs (batch 2: labels 0, 1)
+        steps.append(speed._train_step_fn(model, torch, [32, 24], 2, 'cuda'))
+    replay, _ = speed.cuda_graph_of(steps[0], grad=True)  # 3 eager steps
+    replay()
+    replay()
+    for _ in range(5):
+        steps[1]()
+    torch.cuda.synchronize()
+    for got, expected in zip(san.parameters(), twin.parameters()):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_train_cuda_graph_is_refused_where_it_cannot_capture(speed):
+    args = argparse.Namespace(train_cuda_graph=True, device='cpu',
+                              train_compile=False, precisions=['fp32'])
+    with pytest.raises(SystemExit, match='--device cpu'):
+        speed.bench_train(args)
+    args.device, args.precisions = 'cuda', ['fp32', 'bf16']
+    with pytest.raises(SystemExit, match='--precisions fp32 bf16'):
+        speed.bench_train(args)
+
+
 def test_each_row_is_written_when_measured(speed, monkeypatch, tmp_path):
     """A run stopped by a timeout keeps the rows it measured."""
     import json
