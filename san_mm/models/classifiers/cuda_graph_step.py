@@ -218,7 +218,11 @@ class CUDAGraphTrainStep:
             p.grad = None
         torch.cuda.synchronize()
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # thread_local, as torch.compile's CUDA graphs capture: another
+        # thread's CUDA calls meanwhile (a dataloader's pin-memory thread
+        # allocating pinned memory) are not part of the step and must not
+        # abort its capture.
+        with torch.cuda.graph(graph, capture_error_mode='thread_local'):
             losses = model.loss(self._static_inputs, static_samples)
             loss, log_vars = model.parse_losses(losses)
             loss.backward()
