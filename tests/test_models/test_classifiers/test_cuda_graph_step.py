@@ -2,7 +2,7 @@ import copy
 
 import pytest
 import torch
-from mmengine.optim import OptimWrapper
+from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
@@ -49,12 +49,17 @@ def test_refuses_model_settings_a_graph_cannot_replay(options, named):
         build(**options)
 
 
-def test_refuses_accumulation_a_compiled_backbone_and_the_cpu():
+def test_refuses_amp_accumulation_a_compiled_backbone_and_the_cpu():
     model = build()
     wrapper = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1),
                            accumulative_counts=2)
     with pytest.raises(ValueError, match='accumulative_counts=2'):
         model.train_step(data_batch(0), wrapper)
+    # mmengine's AMP wrapper cannot be built without a GPU; the check only
+    # needs its type
+    amp = AmpOptimWrapper.__new__(AmpOptimWrapper)
+    with pytest.raises(ValueError, match='AMP'):
+        model.cuda_graph_step.check_supported(amp)
     model.backbone.compile()  # sets the compiled call; compiles nothing yet
     with pytest.raises(ValueError, match='compiled backbone'):
         model.train_step(data_batch(0), sgd(model))
