@@ -50,6 +50,11 @@ def load_config(args) -> Config:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
     if getattr(args, 'cuda_graph', False):  # tools/train.py --cuda-graph
+        if not torch.cuda.is_available():
+            raise ValueError(
+                '--cuda-graph captures the training step in a CUDA graph and '
+                'needs a GPU; none is available here (torch.cuda.is_available'
+                '() is False): train without it')
         cfg.model.cuda_graph_step = True
     setup_distributed(cfg)
     if args.compile and not cfg.get('compile'):

@@ -1,5 +1,8 @@
 import argparse
 
+import pytest
+import torch
+
 from san_mm.apis.cli import train_config
 
 
@@ -13,8 +16,16 @@ def train_args(config, **overrides):
     return argparse.Namespace(**args)
 
 
-def test_cuda_graph_flag_sets_the_models_option(tiny_config):
+def test_cuda_graph_flag_sets_the_models_option(tiny_config, monkeypatch):
     assert not train_config(train_args(tiny_config)).model.get(
         'cuda_graph_step')
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
     cfg = train_config(train_args(tiny_config, cuda_graph=True))
     assert cfg.model.cuda_graph_step is True
+
+
+def test_cuda_graph_flag_without_a_gpu_fails_before_anything_is_built(
+        tiny_config, monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    with pytest.raises(ValueError, match='--cuda-graph .* needs a GPU'):
+        train_config(train_args(tiny_config, cuda_graph=True))
