@@ -56,6 +56,7 @@ class CUDAGraphTrainStep:
                 'CUDAGraphTrainStep: warmup_iters must be an int >= 1 (eager '
                 'steps before the capture), got '
                 f'{warmup_iters!r}')
+        self.refuse(self.model_problems(model))
         self.model = model
         self.warmup_iters = warmup_iters
         self.captures = 0  # how often a graph was captured (for tests, logs)
@@ -144,24 +145,23 @@ class CUDAGraphTrainStep:
         if isinstance(inputs, Tensor):
             inputs = [inputs]
         shapes = self._shapes_of(inputs, samples)
-        if self._graph is not None and shapes == self._shapes:
+        if self._graph is not None:
+            if shapes != self._shapes:  # e.g. a smaller last batch
+                return self._eager_step(inputs, samples, optim_wrapper)
             if self._tensors_in_place():
                 return self._replay(inputs, samples, optim_wrapper)
             print_log('cuda_graph_step: a parameter or buffer was replaced '
                       'since the capture; capturing the step again after '
                       f'{self.warmup_iters} eager steps', logger='current')
             self._reset()
-        if self._graph is None and shapes == self._shapes \
-                and self._warm >= self.warmup_iters:
+        if shapes != self._shapes:
+            self._shapes, self._warm = shapes, 0
+        if self._warm >= self.warmup_iters:
             self._capture(inputs, samples)
             return self._replay(inputs, samples, optim_wrapper)
-        if self._graph is None:
-            if shapes != self._shapes:
-                self._shapes, self._warm = shapes, 0
-            self._warm += 1
-            return self._eager_step(inputs, samples, optim_wrapper,
-                                    side_stream=True)
-        return self._eager_step(inputs, samples, optim_wrapper)
+        self._warm += 1
+        return self._eager_step(inputs, samples, optim_wrapper,
+                                side_stream=True)
 
     @staticmethod
     def _shapes_of(inputs: Sequence[Tensor],

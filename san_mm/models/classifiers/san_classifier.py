@@ -155,10 +155,9 @@ class SANClassifier(ImageClassifier):
         self.backward_per_size = bool(backward_per_size)
         self._warned_joint_backward = False
         self.batch_kernel_generation = bool(batch_kernel_generation)
-        self.cuda_graph_step = None
-        if cuda_graph_step:
-            CUDAGraphTrainStep.refuse(CUDAGraphTrainStep.model_problems(self))
-            self.cuda_graph_step = CUDAGraphTrainStep(self)
+        # (refuses the settings a fixed graph cannot replay)
+        self.cuda_graph_step = CUDAGraphTrainStep(self) \
+            if cuda_graph_step else None
         self.channels_last = bool(channels_last)
         if self.channels_last:
             # In place, so initialisation and checkpoint loading (copy_)
