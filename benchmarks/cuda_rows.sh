@@ -8,12 +8,13 @@
 #
 # Stages (default: all but train-compiled, in this order): tests fmnist inference train compiled;
 # train-compiled (not measured yet: compiling ResNet-50's forward and backward at five sizes, per
-# precision, for SAN and plain takes minutes) runs alone; train-graphed (not measured yet: the
-# train rows in fp32 with every step captured whole in a CUDA graph, the GPU's work without the
-# host's launches) and cudagraph (below) only when named. Measured on an
-# H100 (torch 2.11, 2026-11-27): tests 38 s; fmnist 35 s eager + 133 s compile + 118 s
-# reduce-overhead; inference over 150 s (eager and CUDA-graph rows of three architectures at two
-# sizes); train 61 s for ResNet-50. Together they do not fit one 10-minute call of the device tool:
+# precision, for SAN and plain takes minutes) runs alone; train-graphed (the train rows in fp32
+# with every step captured whole in a CUDA graph, the GPU's work without the host's launches) and
+# cudagraph (below) only when named. Measured on an H100 (torch 2.11, 2026-11-27): tests 38 s;
+# fmnist 35 s eager + 133 s compile + 118 s reduce-overhead; inference over 150 s (eager and
+# CUDA-graph rows of three architectures at two sizes); train 61 s for ResNet-50. On an H200
+# (same torch, 2026-11-27): tests 60 s, train-graphed 51 s, compiled 160 s, fmnist with
+# FMNIST_VARIANTS="eager cuda-graph" 83 s. Together they do not fit one 10-minute call of the device tool:
 # pick stages, e.g. `bash benchmarks/cuda_rows.sh $OUT tests fmnist train` then `... inference`.
 # FMNIST_VARIANTS=... picks train_iteration.py's variants; FMNIST_PROFILE=N adds its operator table
 # for N iterations and their Chrome traces (OUT/trace_<variant>.json.gz; where an iteration's time

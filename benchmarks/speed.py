@@ -404,7 +404,15 @@ def cuda_graph_of(fn, grad=False):
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph), torch.set_grad_enabled(grad):
         output = fn()
-    return graph.replay, output
+
+    def replay():
+        graph.replay()
+    # the graph reads and writes memory outside its own pool (fn's inputs,
+    # the optimizer's momentum): the replay keeps fn, and so that memory,
+    # alive; without it the next capture's empty_cache releases it and a
+    # replay hits an illegal address (measured: H200, torch 2.11)
+    replay.captured_fn = fn
+    return replay, output
 
 
 def bench_cudagraph(args):

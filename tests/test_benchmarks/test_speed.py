@@ -147,24 +147,33 @@ def test_cuda_graph_of_san_replays_the_eager_forward(speed):
 def test_a_training_step_replayed_from_a_cuda_graph_is_the_eager_step(
         speed, monkeypatch):
     """--train-cuda-graph: each replay is a whole SGD step (forward,
-    backward, update), the eager step's kernels on the same inputs."""
+    backward, update), the eager step's kernels on the same inputs — also
+    after the caller dropped the step function and another graph was
+    captured (the graph's inputs and momentum live outside its memory pool;
+    a replay that did not keep them alive hit an illegal address on an
+    H200 once the next capture had emptied the allocator's cache)."""
     import copy
+    import gc
 
     import torch
     monkeypatch.setattr(torch.backends.cudnn, 'allow_tf32', False)
     monkeypatch.setattr(torch.backends.cuda.matmul, 'allow_tf32', False)
     san, _ = _tiny_san_and_plain()
     san = san.cuda().train()
-    twin = copy.deepcopy(san)
-    steps = []
-    for model in (san, twin):
-        torch.manual_seed(0)  # the same inputs (batch 2: labels 0, 1)
-        steps.append(speed._train_step_fn(model, torch, [32, 24], 2, 'cuda'))
-    replay, _ = speed.cuda_graph_of(steps[0], grad=True)  # 3 eager steps
+    twin, other = copy.deepcopy(san), copy.deepcopy(san)
+    torch.manual_seed(0)  # the same inputs (batch 2: labels 0, 1)
+    replay, _ = speed.cuda_graph_of(  # 3 eager steps
+        speed._train_step_fn(san, torch, [32, 24], 2, 'cuda'), grad=True)
+    torch.manual_seed(0)
+    eager_step = speed._train_step_fn(twin, torch, [32, 24], 2, 'cuda')
+    speed.cuda_graph_of(speed._train_step_fn(other, torch, [32], 2, 'cuda'),
+                        grad=True)
+    gc.collect()
+    torch.cuda.empty_cache()
     replay()
     replay()
     for _ in range(5):
-        steps[1]()
+        eager_step()
     torch.cuda.synchronize()
     for got, expected in zip(san.parameters(), twin.parameters()):
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
