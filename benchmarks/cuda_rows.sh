@@ -8,12 +8,12 @@
 #
 # Stages (default: all but train-compiled, in this order): tests fmnist inference train compiled;
 # train-compiled (not measured yet: compiling ResNet-50's forward and backward at five sizes, per
-# precision, for SAN and plain takes minutes) runs alone; train-graphed (the train rows in fp32
-# with every step captured whole in a CUDA graph, the GPU's work without the host's launches) and
+# precision, for SAN and plain takes minutes) runs alone; train-graphed (the train rows with every
+# step replayed from a CUDA graph, the GPU's work without the host's launches) and
 # cudagraph (below) only when named. Measured on an H100 (torch 2.11, 2026-11-27): tests 38 s;
 # fmnist 35 s eager + 133 s compile + 118 s reduce-overhead; inference over 150 s (eager and
 # CUDA-graph rows of three architectures at two sizes); train 61 s for ResNet-50. On an H200
-# (same torch, 2026-11-27): tests 60 s, train-graphed 51 s, compiled 160 s, fmnist with
+# (same torch, 2026-11-27): tests 60 s, train-graphed 51 s (fp32 only), compiled 160 s, fmnist with
 # FMNIST_VARIANTS="eager cuda-graph" 83 s. Together they do not fit one 10-minute call of the device tool:
 # pick stages, e.g. `bash benchmarks/cuda_rows.sh $OUT tests fmnist train` then `... inference`.
 # FMNIST_VARIANTS=... picks train_iteration.py's variants; FMNIST_PROFILE=N adds its operator table
@@ -73,9 +73,11 @@ for s in $STAGES; do
             --archs resnet50 --train-batch 64 --precisions fp32 fp16 bf16 \
             --no-train-memory --repeats 10 --min-run-time 0.3 \
             --out "$OUT/speed_train_b64_cuda.json" ;;
-    train-graphed)  # fp32, every step (SAN's, each plain one) replayed from its own CUDA graph
+    train-graphed)  # every step (SAN's, each plain one) replayed from its own CUDA graph (AMP:
+        # forward and scaled backward captured, the scaler's step eager)
         stage train-graphed 200 $PY benchmarks/speed.py --device "$DEVICE" --only train \
-            --archs resnet50 --train-batch 64 --precisions fp32 --train-cuda-graph \
+            --archs resnet50 --train-batch 64 --precisions ${TRAIN_PRECISIONS:-fp32 fp16 bf16} \
+            --train-cuda-graph \
             --no-train-memory --repeats 10 --min-run-time 0.3 \
             --out "$OUT/speed_train_b64_cuda_graph_cuda.json" ;;
     train-compiled)  # the same, both backbones compiled with CUDA graphs (one graph per size)

@@ -44,7 +44,9 @@ until the run ends), so a run stopped by a timeout keeps what it measured.
               memory (CUDA: peak allocated; CPU: peak of the activations held for backward) of
               each SAN step vs the largest plain step, unless --no-train-memory; with
               --train-compile both backbones compiled (--compile-mode reduce-overhead: CUDA graphs);
-              with --train-cuda-graph every step captured whole in a CUDA graph (fp32, CUDA)
+              with --train-cuda-graph every step replayed from its CUDA graph (CUDA; fp32: the
+              whole step; AMP: forward and scaled backward, the loss scaler's step eager, no
+              per-size row)
   ops         the operators (views excluded) one SAN training step dispatches vs the five plain
               steps, counted: where a GPU step waits on the host, each is a launch (train and
               ops rows: the joint backward with and without batch_kernel_generation, and the
@@ -384,22 +386,23 @@ def bench_aoti(args):
     return rows
 
 
-def cuda_graph_of(fn, grad=False):
+def cuda_graph_of(fn, grad=False, warmup=None):
     """``fn`` (no arguments) captured in a CUDA graph: the replay, and the
     output (tensor) it rewrites on every replay. Warmed up on a side stream
-    first, as capturing requires (SAN's eval forward fills its kernel cache
-    there, so the captured forward reads the cached kernels: the graph
-    replays exactly the eager forward's kernels). With ``grad`` ``fn`` is a
-    whole training step (forward, backward, optimizer step, as PyTorch's
-    whole-network capture recipe): its gradients are allocated by the graph
-    (``fn`` leaves them None, as ``OptimWrapper.update_params`` does), so a
-    replay is one full step."""
+    first (three calls of ``warmup``, default ``fn``), as capturing requires
+    (SAN's eval forward fills its kernel cache there, so the captured
+    forward reads the cached kernels: the graph replays exactly the eager
+    forward's kernels). With ``grad`` ``fn`` is a whole training step
+    (forward, backward, optimizer step, as PyTorch's whole-network capture
+    recipe) or its forward and backward: the gradients are allocated by the
+    graph (the warm-up leaves them None, as ``OptimWrapper.update_params``
+    does)."""
     import torch
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream), torch.set_grad_enabled(grad):
         for _ in range(3):
-            fn()
+            (warmup or fn)()
     torch.cuda.current_stream().wait_stream(stream)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph), torch.set_grad_enabled(grad):
@@ -584,12 +587,16 @@ SAN_STEPS = [('joint backward', False, False),
 
 
 def _train_step_fn(model, torch, sizes, batch, device, per_size=False,
-                   precision='fp32'):
+                   precision='fp32', graphed=False):
     """One SGD step at ``sizes``: the joint loss and one backward, or (SAN,
     ``per_size``) SANClassifier.update_per_size (one backward per size).
     ``precision`` fp16 / bf16 runs it through mmengine's AmpOptimWrapper
     (autocast and a dynamic loss scale: what ``tools/train.py --amp`` uses),
-    fp32 through the plain OptimWrapper."""
+    fp32 through the plain OptimWrapper. ``graphed``: replayed from a CUDA
+    graph, the whole step in fp32; with AMP the forward and the scaled
+    backward, and the loss scaler's step eagerly after each replay (it reads
+    its overflow check on the host), as ``SANClassifier(cuda_graph_step=
+    True)`` trains with ``--amp``."""
     from mmengine.optim import AmpOptimWrapper, OptimWrapper
     from mmpretrain.structures import DataSample
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
@@ -602,16 +609,38 @@ def _train_step_fn(model, torch, sizes, batch, device, per_size=False,
     samples = [DataSample().set_gt_label(i % 1000) for i in range(batch)]
     samples = [s.to(device) for s in samples]
 
+    def loss():
+        with wrapper.optim_context(model):
+            losses = model.loss(inputs if len(inputs) > 1 else inputs[0],
+                                samples)
+        return sum(v for k, v in losses.items() if 'loss' in k)
+
     def step():
         if per_size:
             model.update_per_size(inputs, samples, wrapper)
             return
-        with wrapper.optim_context(model):
-            losses = model.loss(inputs if len(inputs) > 1 else inputs[0],
-                                samples)
-        wrapper.update_params(
-            sum(v for k, v in losses.items() if 'loss' in k))
-    return step
+        wrapper.update_params(loss())
+
+    if not graphed:
+        return step
+    if PRECISIONS[precision] is None:
+        return cuda_graph_of(step, grad=True)[0]
+    if per_size:
+        raise ValueError('a graphed AMP step captures one forward and '
+                         'backward; per_size steps are not captured')
+    replay = cuda_graph_of(
+        lambda: wrapper.loss_scaler.scale(loss()).backward(), grad=True,
+        warmup=step)[0]
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = [p.grad for p in params]  # the graph's, rewritten per replay
+
+    def replayed_step():
+        replay()
+        for p, grad in zip(params, grads):
+            p.grad = grad
+        wrapper.step()
+        wrapper.zero_grad()
+    return replayed_step
 
 
 def training_pair(arch, args):
@@ -625,9 +654,8 @@ def plain_steps(plain, torch, args, precision='fp32', graphed=False):
     """One call running the five plain single-size steps, one per size
     (``graphed``: each replayed from its own CUDA graph)."""
     steps = [_train_step_fn(plain, torch, [s], args.train_batch, args.device,
-                            precision=precision) for s in TRAIN_SIZES]
-    if graphed:
-        steps = [cuda_graph_of(step, grad=True)[0] for step in steps]
+                            precision=precision, graphed=graphed)
+             for s in TRAIN_SIZES]
 
     def run():
         for step in steps:
@@ -640,13 +668,14 @@ def san_step(san, torch, args, per_size, batched, precision='fp32',
     """One call running SAN's step over the five sizes, with its kernels
     batched (``batch_kernel_generation``) or not (``graphed``: replayed
     from one CUDA graph)."""
+    san.batch_kernel_generation = batched  # also what a capture records
     step = _train_step_fn(san, torch, TRAIN_SIZES, args.train_batch,
-                          args.device, per_size, precision)
+                          args.device, per_size, precision, graphed)
 
     def run():
         san.batch_kernel_generation = batched
         step()
-    return cuda_graph_of(run, grad=True)[0] if graphed else run
+    return run
 
 
 def bench_train(args):
@@ -656,13 +685,10 @@ def bench_train(args):
     rows = []
     compiled = ''
     if args.train_cuda_graph:
-        if not args.device.startswith('cuda') or args.train_compile or \
-                set(args.precisions) != {'fp32'}:
+        if not args.device.startswith('cuda') or args.train_compile:
             raise SystemExit(
-                '--train-cuda-graph captures fp32 steps on a CUDA device '
-                '(AMP\'s loss scaler reads its overflow check on the host), '
-                f'without --train-compile; got --device {args.device}, '
-                f'--precisions {" ".join(args.precisions)}'
+                '--train-cuda-graph captures the steps on a CUDA device, '
+                f'without --train-compile; got --device {args.device}'
                 + (', --train-compile' if args.train_compile else ''))
         compiled = ' cuda graph'
     if args.train_compile:
@@ -683,6 +709,11 @@ def bench_train(args):
                                     args.train_cuda_graph)
             san_runs = {}
             for mode, per_size, batched in SAN_STEPS:
+                if per_size and args.train_cuda_graph and \
+                        PRECISIONS[precision] is not None:
+                    print(f'  ({mode} {precision} not captured: an AMP '
+                          'graph holds one forward and backward)', flush=True)
+                    continue
                 run_san = san_step(san, torch, args, per_size, batched,
                                    precision, args.train_cuda_graph)
                 san_runs[mode] = run_san
@@ -955,9 +986,11 @@ def main():
                         '(with --compile-mode)')
     parser.add_argument('--train-cuda-graph', action='store_true',
                         help='train rows with every step (SAN\'s, and each '
-                        'plain one) captured whole in a CUDA graph and '
-                        'replayed: the GPU work of the steps, without the '
-                        'host launching it (fp32, CUDA)')
+                        'plain one) captured in a CUDA graph and replayed: '
+                        'the GPU work of the steps, without the host '
+                        'launching it (CUDA; fp32: the whole step; fp16 / '
+                        'bf16: forward and scaled backward, the AMP '
+                        'scaler\'s step eager)')
     parser.add_argument('--no-train-memory', dest='train_memory',
                         action='store_false',
                         help='train rows without the peak-memory probes (7 '

@@ -30,8 +30,8 @@ def parse_args():
     parser.add_argument(
         '--cuda-graph', action='store_true',
         help="capture the SAN training step in a CUDA graph and replay it "
-        '(model.cuda_graph_step=True; one GPU, no AMP or compile): for small '
-        'networks whose GPU step waits on kernel launches')
+        '(model.cuda_graph_step=True; one GPU, no compile; works with --amp): '
+        'for small networks whose GPU step waits on kernel launches')
     add_common_args(parser)
     return parser.parse_args()
 

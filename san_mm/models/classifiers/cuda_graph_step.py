@@ -38,6 +38,13 @@ class CUDAGraphTrainStep:
        schedules, gradient clipping and checkpoints work unchanged);
     4. a batch of other shapes (a smaller last batch) runs the eager step.
 
+    With mmengine's ``AmpOptimWrapper`` (``--amp``) the forward runs under
+    its autocast and the backward starts from the loss times the loss
+    scaler's scale tensor, both captured, as in PyTorch's recipe for CUDA
+    graphs with AMP; the scaler's overflow check, step and scale update
+    stay eager (they read the GPU's result on the host), and the graph
+    reads the updated scale in place on the next replay.
+
     The graph replays fixed memory addresses: if any parameter or buffer it
     reads is replaced (``model.to()``, ``.data =``) it is captured again
     after another warm-up; in-place changes (the optimiser's step,
@@ -70,6 +77,7 @@ class CUDAGraphTrainStep:
         self._static_target: Optional[Tensor] = None
         self._log_vars: Dict[str, Tensor] = {}
         self._grads: List[Tuple[nn.Parameter, Tensor]] = []
+        self._loss_scale: Optional[Tensor] = None  # AMP: what the graph reads
         # (the module's _parameters / _buffers dict, name, data pointer) of
         # every tensor the model held at the capture
         self._addresses: List[Tuple[dict, str, int]] = []
@@ -80,7 +88,7 @@ class CUDAGraphTrainStep:
         state = dict(self.__dict__)
         state.update(_graph=None, _shapes=None, _warm=0, _static_inputs=[],
                      _static_target=None, _log_vars={}, _grads=[],
-                     _addresses=[])
+                     _loss_scale=None, _addresses=[])
         return state
 
     # -------------------------------------------------------------- checks
@@ -107,12 +115,10 @@ class CUDAGraphTrainStep:
         """Refuse what one fixed graph cannot replay, naming the setting."""
         model = self.model
         problems = self.model_problems(model)
-        if isinstance(optim_wrapper, AmpOptimWrapper):
-            problems.append('AMP (AmpOptimWrapper: its loss scale and '
-                            'autocast caches change between steps)')
-        elif type(optim_wrapper) is not OptimWrapper:
+        if type(optim_wrapper) not in (OptimWrapper, AmpOptimWrapper):
             problems.append(f'{type(optim_wrapper).__name__} (only '
-                            "mmengine's OptimWrapper is supported)")
+                            "mmengine's OptimWrapper and AmpOptimWrapper are "
+                            'supported)')
         if getattr(optim_wrapper, '_accumulative_counts', 1) != 1:
             problems.append('gradient accumulation (accumulative_counts='
                             f'{optim_wrapper._accumulative_counts})')
@@ -144,28 +150,31 @@ class CUDAGraphTrainStep:
         inputs, samples = data['inputs'], data['data_samples']
         if isinstance(inputs, Tensor):
             inputs = [inputs]
-        shapes = self._shapes_of(inputs, samples)
+        shapes = self._shapes_of(inputs, samples, optim_wrapper)
         if self._graph is not None:
             if shapes != self._shapes:  # e.g. a smaller last batch
                 return self._eager_step(inputs, samples, optim_wrapper)
-            if self._tensors_in_place():
+            if self._tensors_in_place(optim_wrapper):
                 return self._replay(inputs, samples, optim_wrapper)
-            print_log('cuda_graph_step: a parameter or buffer was replaced '
-                      'since the capture; capturing the step again after '
-                      f'{self.warmup_iters} eager steps', logger='current')
+            print_log('cuda_graph_step: a parameter, buffer or loss scale '
+                      'was replaced since the capture; capturing the step '
+                      f'again after {self.warmup_iters} eager steps',
+                      logger='current')
             self._reset()
         if shapes != self._shapes:
             self._shapes, self._warm = shapes, 0
         if self._warm >= self.warmup_iters:
-            self._capture(inputs, samples)
+            self._capture(inputs, samples, optim_wrapper)
             return self._replay(inputs, samples, optim_wrapper)
         self._warm += 1
         return self._eager_step(inputs, samples, optim_wrapper,
                                 side_stream=True)
 
     @staticmethod
-    def _shapes_of(inputs: Sequence[Tensor],
-                   samples: Sequence[DataSample]) -> Tuple:
+    def _shapes_of(inputs: Sequence[Tensor], samples: Sequence[DataSample],
+                   optim_wrapper: OptimWrapper) -> Tuple:
+        """What one graph is specialised to: the inputs' shapes, strides
+        and dtype, the batch size and the autocast precision."""
         if any('gt_label' not in s or 'gt_score' in s for s in samples):
             raise ValueError(
                 'SANClassifier(cuda_graph_step=True) replays hard labels: '
@@ -174,7 +183,8 @@ class CUDAGraphTrainStep:
                 'model.cuda_graph_step=False for those')
         return (tuple(tuple(x.shape) for x in inputs),
                 tuple(x.stride() for x in inputs), inputs[0].dtype,
-                len(samples))
+                len(samples), type(optim_wrapper),
+                getattr(optim_wrapper, 'cast_dtype', None))
 
     def _eager_step(self, inputs, samples, optim_wrapper,
                     side_stream: bool = False) -> Dict[str, Tensor]:
@@ -201,7 +211,7 @@ class CUDAGraphTrainStep:
         torch.cuda.current_stream().wait_stream(stream)
         return log_vars
 
-    def _capture(self, inputs, samples) -> None:
+    def _capture(self, inputs, samples, optim_wrapper: OptimWrapper) -> None:
         model = self.model
         self._static_inputs = [x.clone() for x in inputs]
         self._static_target = torch.cat([s.gt_label for s in samples])
@@ -222,10 +232,18 @@ class CUDAGraphTrainStep:
         # thread's CUDA calls meanwhile (a dataloader's pin-memory thread
         # allocating pinned memory) are not part of the step and must not
         # abort its capture.
+        scaler = getattr(optim_wrapper, 'loss_scaler', None)  # AMP only
         with torch.cuda.graph(graph, capture_error_mode='thread_local'):
-            losses = model.loss(self._static_inputs, static_samples)
+            # optim_context: AMP's autocast (a no-op context otherwise, as
+            # accumulation is refused)
+            with optim_wrapper.optim_context(model):
+                losses = model.loss(self._static_inputs, static_samples)
             loss, log_vars = model.parse_losses(losses)
-            loss.backward()
+            # AmpOptimWrapper.backward's scaling, without its step count
+            # (the replay counts each step); the scale tensor is read in
+            # place, so the eager scale updates reach every replay
+            (scaler.scale(loss) if scaler is not None else loss).backward()
+        self._loss_scale = scaler._scale if scaler is not None else None
         # Detached aliases of the graph's outputs: kept across steps, they
         # must not keep the captured autograd graph alive (an eager step
         # after it would meet that graph's gradient nodes on another stream).
@@ -245,10 +263,14 @@ class CUDAGraphTrainStep:
                   f'{[tuple(x.shape) for x in inputs]} after '
                   f'{self._warm} eager steps', logger='current')
 
-    def _tensors_in_place(self) -> bool:
-        """Whether every parameter and buffer of the capture is still where
-        the graph reads it (buffers added since, e.g. calibrated BN
-        statistics, are not read by the graph)."""
+    def _tensors_in_place(self, optim_wrapper: OptimWrapper) -> bool:
+        """Whether every parameter and buffer of the capture, and AMP's
+        loss scale, is still where the graph reads it (buffers added since,
+        e.g. calibrated BN statistics, are not read by the graph)."""
+        scaler = getattr(optim_wrapper, 'loss_scaler', None)
+        if (scaler._scale if scaler is not None else None) \
+                is not self._loss_scale:  # another wrapper, or its scaler
+            return False
         for tensors, name, address in self._addresses:
             tensor = tensors.get(name)
             if tensor is None or tensor.data_ptr() != address:

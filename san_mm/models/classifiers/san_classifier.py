@@ -85,10 +85,11 @@ class SANClassifier(ImageClassifier):
             size's forward, the losses, the backward) in a CUDA graph after
             a few eager steps and replay it for every batch of the same
             shapes (:class:`CUDAGraphTrainStep`); for small networks whose
-            step waits on the host launching kernels. Single GPU, the
-            plain ``OptimWrapper`` (no AMP, no gradient accumulation), no
-            ``compile``, ``num_sampled_sizes`` or ``backward_per_size``;
-            refused with a message otherwise. Defaults to False.
+            step waits on the host launching kernels. Single GPU,
+            mmengine's ``OptimWrapper`` or ``AmpOptimWrapper`` without
+            gradient accumulation, no ``compile``, ``num_sampled_sizes`` or
+            ``backward_per_size``; refused with a message otherwise.
+            Defaults to False.
         data_preprocessor (dict, optional): Defaults to
             ``SANDataPreprocessor``; must handle lists of sizes.
         train_cfg (dict, optional): Batch augments are refused (see

@@ -49,16 +49,25 @@ def test_refuses_model_settings_a_graph_cannot_replay(options, named):
         build(**options)
 
 
-def test_refuses_amp_accumulation_a_compiled_backbone_and_the_cpu():
+def test_refuses_accumulation_other_wrappers_a_compiled_backbone_and_the_cpu():
     model = build()
     wrapper = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1),
                            accumulative_counts=2)
     with pytest.raises(ValueError, match='accumulative_counts=2'):
         model.train_step(data_batch(0), wrapper)
-    # mmengine's AMP wrapper cannot be built without a GPU; the check only
-    # needs its type
+
+    class ClippingWrapper(OptimWrapper):
+        pass
+
+    with pytest.raises(ValueError, match='ClippingWrapper'):
+        model.train_step(data_batch(0), ClippingWrapper(
+            torch.optim.SGD(model.parameters(), lr=0.1)))
+    # AMP passes the wrapper checks, and only the CPU is refused (mmengine's
+    # AMP wrapper cannot be built without a GPU; the checks read its type
+    # and accumulation count)
     amp = AmpOptimWrapper.__new__(AmpOptimWrapper)
-    with pytest.raises(ValueError, match='AMP'):
+    amp._accumulative_counts = 1
+    with pytest.raises(RuntimeError, match='model is on cpu'):
         model.cuda_graph_step.check_supported(amp)
     model.backbone.compile()  # sets the compiled call; compiles nothing yet
     with pytest.raises(ValueError, match='compiled backbone'):
@@ -76,9 +85,14 @@ def test_a_copy_starts_without_the_graph_and_steps_its_own_model():
     assert twin.cuda_graph_step._warm == 0
 
 
-def train(model, batches):
-    """Log variables and final parameters of ``model`` over ``batches``."""
+def train(model, batches, precision=None):
+    """Log variables and final parameters of ``model`` over ``batches``
+    (``precision``: AMP's autocast dtype, through mmengine's
+    AmpOptimWrapper as ``--amp`` builds it)."""
     wrapper = sgd(model)
+    if precision is not None:
+        wrapper = AmpOptimWrapper(optimizer=wrapper.optimizer,
+                                  dtype=precision)
     logs = []
     for data in batches:
         log_vars = model.train_step(copy.deepcopy(data), wrapper)
@@ -87,9 +101,12 @@ def train(model, batches):
 
 
 @cuda
-def test_replayed_steps_equal_eager_steps(monkeypatch):
+@pytest.mark.parametrize('precision', [None, 'float16', 'bfloat16'])
+def test_replayed_steps_equal_eager_steps(monkeypatch, precision):
     # Exact float32 arithmetic on both sides (TF32 would make each run's
-    # rounding its own); the replay runs the eager step's kernels.
+    # rounding its own); the replay runs the eager step's kernels. With AMP
+    # the same: autocast's casts and the loss scaling are in the graph, the
+    # scaler's overflow check and update run eagerly after each replay.
     monkeypatch.setattr(torch.backends.cudnn, 'allow_tf32', False)
     monkeypatch.setattr(torch.backends.cuda.matmul, 'allow_tf32', False)
     torch.manual_seed(0)
@@ -100,16 +117,20 @@ def test_replayed_steps_equal_eager_steps(monkeypatch):
     # between, then replays again
     batches = [data_batch(i) for i in range(6)] + [data_batch(6, n=3)] + \
         [data_batch(i) for i in range(7, 10)]
-    graphed_logs, graphed_params = train(graphed, batches)
-    eager_logs, eager_params = train(eager, batches)
+    graphed_logs, graphed_params = train(graphed, batches, precision)
+    eager_logs, eager_params = train(eager, batches, precision)
     assert graphed.cuda_graph_step.captures == 1
+    # float32: a few roundings apart at most if a reduction's order differs;
+    # half precision: one rounding of a half-precision value (bfloat16's
+    # 2^-8, float16's 2^-11 relative) is the most such an order can move
+    rel = dict(float16=2**-11, bfloat16=2**-8).get(precision, 1e-5)
     for step, (got, expected) in enumerate(zip(graphed_logs, eager_logs)):
         assert got.keys() == expected.keys()
         for key in got:
-            assert got[key] == pytest.approx(expected[key], rel=1e-5,
+            assert got[key] == pytest.approx(expected[key], rel=rel,
                                              abs=1e-6), (step, key)
     for got, expected in zip(graphed_params, eager_params):
-        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(got, expected, rtol=rel, atol=1e-6)
 
 
 @cuda
