@@ -16,7 +16,8 @@
 # (same torch, 2026-11-27): tests 60 s, train-graphed 51 s (fp32 only), compiled 160 s, fmnist with
 # FMNIST_VARIANTS="eager cuda-graph" 83 s. Together they do not fit one 10-minute call of the device tool:
 # pick stages, e.g. `bash benchmarks/cuda_rows.sh $OUT tests fmnist train` then `... inference`.
-# FMNIST_VARIANTS=... picks train_iteration.py's variants; FMNIST_PROFILE=N adds its operator table
+# FMNIST_VARIANTS=... picks train_iteration.py's variants, FMNIST_AMP=1 runs them with --amp;
+# FMNIST_PROFILE=N adds its operator table
 # for N iterations and their Chrome traces (OUT/trace_<variant>.json.gz; where an iteration's time
 # goes; profiled windows run slower). The cudagraph stage is the inference stage's CUDA-graph rows
 # alone, for CUDAGRAPH_ARCHS (default all three) at CUDAGRAPH_SIZES (default 224 96).
@@ -94,7 +95,7 @@ for s in $STAGES; do
         stage fmnist 420 $PY benchmarks/train_iteration.py \
             configs/fashion_mnist/san_resnet18_fmnist.py --iters 200 --timeout 170 \
             --variants ${FMNIST_VARIANTS:-eager batched-kernels reduce-overhead} \
-            ${FMNIST_PROFILE:+--profile $FMNIST_PROFILE --trace-dir $OUT} \
+            ${FMNIST_PROFILE:+--profile $FMNIST_PROFILE --trace-dir $OUT} ${FMNIST_AMP:+--amp} \
             --cfg-options train_dataloader.num_workers=8 train_dataloader.persistent_workers=True \
             --out "$OUT/speed_fmnist_iteration_cuda.json" ;;
     compiled)  # torch.compile with CUDA graphs, frozen weights; batch 1
