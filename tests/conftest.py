@@ -10,6 +10,16 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSES = ('red', 'green', 'blue')
 
 
+def cpu_tool_env(**variables):
+    """The environment for a tool a test runs in a subprocess
+    (``tools/train.py``, ``test.py``...): this one plus ``variables``, with
+    no GPU visible, so the tool computes on the CPU on every machine. The
+    tests compare its results bitwise with another run's or with values
+    computed here on the CPU; on a GPU, TF32 convolutions and atomic
+    reductions would change the last bits."""
+    return dict(os.environ, CUDA_VISIBLE_DEVICES='', **variables)
+
+
 def write_image_folder(root, per_class=(8, 4), seed=0, size=40):
     """Tiny learnable image folders ``root/{train,val}/<class>/*.png``: each
     class is a noisy image dominated by one colour channel, of varied

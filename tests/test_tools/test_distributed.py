@@ -9,7 +9,7 @@ import torch
 from mmengine.config import Config
 
 from san_mm.apis.cli import finish_distributed, setup_distributed
-from tests.conftest import REPO
+from tests.conftest import REPO, cpu_tool_env
 from tests.test_tools.test_train_test_resume import data_root_options
 
 
@@ -20,7 +20,7 @@ def free_port():
 
 
 def dist_train(config, work_dir, *options):
-    env = dict(os.environ, PYTHON=sys.executable, PORT=str(free_port()))
+    env = cpu_tool_env(PYTHON=sys.executable, PORT=str(free_port()))
     out = subprocess.run(
         ['bash', os.path.join(REPO, 'tools', 'dist_train.sh'), config,
          '2', '--work-dir', str(work_dir), '--cfg-options', *options],
@@ -30,8 +30,6 @@ def dist_train(config, work_dir, *options):
     return log
 
 
-@pytest.mark.skipif(torch.cuda.is_available(),
-                    reason='checks the CPU (gloo) path of the launcher')
 def test_dist_train_sh_on_two_cpu_processes(image_folder, tmp_path):
     # The tiny config in float64 (tests/data/float64_san.py), so that the
     # joint and per-size runs below agree up to float64 rounding.

@@ -11,21 +11,16 @@ import torch
 
 from san_mm.apis import (BudgetedInferencer, SizeTableError, choose_size,
                          read_size_table, store_size_table)
-from tests.conftest import REPO
+from tests.conftest import REPO, cpu_tool_env
+from tests.test_tools.test_train_test_resume import data_root_options
 
 SIZES = (32, 28, 24, 20, 18)  # training sizes 32 / 24 / 18, unseen 28 / 20
-
-
-def data_root_options(root):
-    return [f'{loader}.dataset.data_root={root}'
-            for loader in ('train_dataloader', 'val_dataloader',
-                           'test_dataloader')]
 
 
 def run_tool(tool, *args, check=True):
     out = subprocess.run([sys.executable, os.path.join(REPO, 'tools', tool),
                           *map(str, args)], capture_output=True, text=True,
-                         cwd=REPO)
+                         cwd=REPO, env=cpu_tool_env())
     log = out.stdout + out.stderr
     if check:
         assert out.returncode == 0, log[-4000:]

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from tests.conftest import REPO
+from tests.conftest import REPO, cpu_tool_env
 
 
 def data_root_options(root):
@@ -20,7 +20,7 @@ def data_root_options(root):
 def run_tool(tool, *args):
     out = subprocess.run([sys.executable, os.path.join(REPO, 'tools', tool),
                           *map(str, args)], capture_output=True, text=True,
-                         cwd=REPO)
+                         cwd=REPO, env=cpu_tool_env())
     log = out.stdout + out.stderr
     assert out.returncode == 0, log[-4000:]
     return log
@@ -165,7 +165,8 @@ def test_export_runs_with_mmpretrain_alone(trained, tiny_config, tmp_path):
     logits_file = tmp_path / 'plain_logits.pt'
     out = subprocess.run(
         [sys.executable, '-c', PLAIN_MMPRETRAIN_FORWARD, out_dir / 'config.py',
-         out_dir / 'model.pth', logits_file], capture_output=True, text=True)
+         out_dir / 'model.pth', logits_file], capture_output=True, text=True,
+        env=cpu_tool_env())
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().endswith('ResNet')
     cfg = Config.fromfile(tiny_config)

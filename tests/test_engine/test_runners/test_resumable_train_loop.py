@@ -9,7 +9,7 @@ import textwrap
 import pytest
 import torch
 
-from tests.conftest import REPO
+from tests.conftest import REPO, cpu_tool_env
 
 # 24 training images, batch 4: 6 iterations per epoch, 3 epochs. Mid-epoch
 # checkpoints every 4 iterations (4, 8, 16; 12 is an epoch end), validation
@@ -86,7 +86,7 @@ def write_config(folder, tiny_config, image_folder, kill_at=None,
 
 
 def train(config, work_dir, *args):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+    env = cpu_tool_env(PYTHONPATH=os.pathsep.join(
         [os.path.dirname(config), REPO, os.environ.get('PYTHONPATH', '')]))
     out = subprocess.run([sys.executable, os.path.join(REPO, 'tools',
                                                        'train.py'), config,
