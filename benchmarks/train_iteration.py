@@ -18,6 +18,7 @@ split and without validation:
                    from one op per conv: fewer launches)
   cuda-graph       ``model.cuda_graph_step=True``: the step's forward, losses and backward
                    captured in one CUDA graph after three eager steps and replayed (GPU only)
+  cuda-graph-batched  both: fewer kernels in the captured step (GPU only)
 The runner logs the mean time of every window of ``--log-interval`` iterations; a variant's
 iteration time is the median of those windows after the first ``--skip-windows`` (compiling,
 recording CUDA graphs, cuDNN's first calls, data workers starting). A variant that fails or
@@ -54,6 +55,8 @@ VARIANTS = {
     'aot-eager': ['compile.backend=aot_eager'],
     'batched-kernels': ['model.batch_kernel_generation=True'],
     'cuda-graph': ['model.cuda_graph_step=True'],
+    'cuda-graph-batched': ['model.cuda_graph_step=True',
+                           'model.batch_kernel_generation=True'],
 }
 PROFILE_ROWS = 40  # operators kept from the profiler's table
 # log lines worth keeping with a variant's result: why a graph recompiled,
