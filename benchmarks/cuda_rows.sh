@@ -9,13 +9,14 @@
 # Stages (default: all but train-compiled, in this order): tests fmnist inference train compiled;
 # train-compiled (not measured yet: compiling ResNet-50's forward and backward at five sizes, per
 # precision, for SAN and plain takes minutes) runs alone; train-graphed (the train rows with every
-# step replayed from a CUDA graph, the GPU's work without the host's launches) and
-# cudagraph (below) only when named. Measured on an H100 (torch 2.11, 2026-11-27): tests 38 s;
-# fmnist 35 s eager + 133 s compile + 118 s reduce-overhead; inference over 150 s (eager and
-# CUDA-graph rows of three architectures at two sizes); train 61 s for ResNet-50. On an H200
-# (same torch, 2026-11-27): tests 60 s, train-graphed 51 s (fp32 only), compiled 160 s, fmnist with
-# FMNIST_VARIANTS="eager cuda-graph" 83 s. Together they do not fit one 10-minute call of the device tool:
-# pick stages, e.g. `bash benchmarks/cuda_rows.sh $OUT tests fmnist train` then `... inference`.
+# step replayed from a CUDA graph, the GPU's work without the host's launches), cudagraph (below)
+# and suite (the whole test suite) only when named. Measured on an H100 (torch 2.11,
+# 2026-11-27): tests 38 s; fmnist 35 s eager + 133 s compile + 118 s reduce-overhead; inference
+# over 150 s (eager and CUDA-graph rows of three architectures at two sizes); train 61 s for
+# ResNet-50. On an H200 (same torch, 2026-11-27): tests 60 s, train-graphed 51 s (fp32 only),
+# compiled 160 s, fmnist with FMNIST_VARIANTS="eager cuda-graph" 83 s. Together they do not fit
+# one 10-minute call of the device tool: pick stages, e.g. `bash benchmarks/cuda_rows.sh $OUT
+# tests fmnist train` then `... inference`.
 # FMNIST_VARIANTS=... picks train_iteration.py's variants, FMNIST_AMP=1 runs them with --amp;
 # FMNIST_PROFILE=N adds its operator table
 # for N iterations and their Chrome traces (OUT/trace_<variant>.json.gz; where an iteration's time
@@ -60,6 +61,9 @@ for s in $STAGES; do
     tests)
         stage tests 90 $PY -m pytest -q -x -p no:cacheprovider tests/test_models \
             tests/test_benchmarks ;;
+    suite)  # the whole suite on the GPU machine (no onnx / onnxruntime there: that test is
+        # deselected); not measured yet: 4.8 minutes on the 2-core CPU machine
+        stage suite 420 $PY -m pytest -q -p no:cacheprovider tests -k 'not onnx' ;;
     inference)  # eager, and eager captured in CUDA graphs; batch 1
         stage inference 240 $PY benchmarks/speed.py --device "$DEVICE" --only inference cudagraph \
             --batches 1 --sizes 224 96 --control --repeats 6 --min-run-time 0.1 \
