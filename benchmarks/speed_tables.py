@@ -1,18 +1,19 @@
-"""The README's GPU speed tables, generated from the results files.
+"""The README's speed tables (CPU and GPU), generated from the results files.
 
     python benchmarks/speed_tables.py           # rewrite the README's generated sections
     python benchmarks/speed_tables.py --check   # exit 1 if one of them is out of date
 
-Each table reads the ``docs/results/*_cuda.json`` files that ``benchmarks/cuda_rows.sh`` (through
-``speed.py`` and ``train_iteration.py``) wrote on a GPU machine, names the card of every row from
-the file's ``machine`` and the file itself, and shows what the file holds: ratios SAN / plain
-(medians of the rounds) with SAN's and the plain model's median times. A new results file is
-added to ``RUNS`` below; the README never gets a number by hand.
+Each table reads ``docs/results/speed_*.json`` files that ``speed.py`` and ``train_iteration.py``
+wrote (on a GPU machine through ``benchmarks/cuda_rows.sh``), names the machine of every row (its
+card, or CPU) and the file, and shows what the file holds: ratios SAN / plain (medians of the
+rounds; for ``--processes N`` files the median over processes and their range) with the median
+times. A new results file gets a line in the lists below; the README never gets a number by hand.
 """
 import argparse
 import json
 import os.path as osp
 import re
+import statistics
 import sys
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
@@ -25,19 +26,34 @@ COMMAND = 'python benchmarks/speed_tables.py'
 
 ARCHS = dict(resnet18='ResNet-18', resnet50='ResNet-50',
              mobilenetv2='MobileNetV2')
-BATCH1_COLUMNS = [(arch, size) for arch in ARCHS for size in (224, 96)]
-# (what, file, row kind in speed.py's names); the control rows of a kind
-# follow it
-BATCH1_RUNS = [
-    ('CUDA graph of the eager forward', 'speed_inference_b1_cuda.json',
-     'cuda graph'),
-    ('CUDA graph, second run', 'speed_cudagraph_b1_cuda.json', 'cuda graph'),
-    ('CUDA graph', 'speed_cudagraph_b1_h200_cuda.json', 'cuda graph'),
+ALL_COLUMNS = [(arch, size) for arch in ARCHS for size in (224, 96)]
+CPU_COLUMNS = [(arch, size) for arch in ARCHS for size in (224, 160, 96)]
+COMPILED_COLUMNS = [(arch, size) for arch in ('resnet18', 'mobilenetv2')
+                    for size in (224, 96)]
+# (what, results file, row kind: speed.py's row name up to the architecture,
+# batch); the A/A control row of a kind follows it in the table
+BATCH1_GPU = [
+    ('CUDA graph of the eager forward', 'speed_inference_b1_cuda.json', 'cuda graph', 1),
+    ('CUDA graph, second run', 'speed_cudagraph_b1_cuda.json', 'cuda graph', 1),
+    ('CUDA graph', 'speed_cudagraph_b1_h200_cuda.json', 'cuda graph', 1),
     ('`torch.compile`, reduce-overhead, frozen', 'speed_compiled_h200_cuda.json',
-     'compiled+frozen reduce-overhead'),
-    ('eager', 'speed_inference_b1_cuda.json', 'inference'),
+     'compiled+frozen reduce-overhead', 1),
+    ('eager', 'speed_inference_b1_cuda.json', 'inference', 1),
     ('eager, regenerating every kernel vs cached', 'speed_inference_b1_cuda.json',
-     'regenerate-every-forward vs cached'),
+     'regenerate-every-forward vs cached', 1),
+]
+INFERENCE_CPU = [
+    ('batch 1 (5 processes)', 'speed_inference_b1_cpu.json', 'inference', 1),
+    ('batch 32', 'speed_inference_cpu.json', 'inference', 32),
+    ('batch 1, regenerating every kernel vs cached', 'speed_inference_b1_cpu.json',
+     'regenerate-every-forward vs cached', 1),
+]
+COMPILED_CPU = [
+    ('`torch.compile`', 'speed_compiled_cpu.json', 'compiled', 1),
+    ('+ inductor freezing', 'speed_compiled_cpu.json', 'compiled+frozen', 1),
+    ('rerun: `torch.compile`', 'speed_aoti_cpu.json', 'compiled', 1),
+    ('rerun: + inductor freezing', 'speed_aoti_cpu.json', 'compiled+frozen', 1),
+    ('rerun: **torch.export + AOTInductor**', 'speed_aoti_cpu.json', 'aoti', 1),
 ]
 TRAIN_RUNS = [('eager', 'speed_train_b64_cuda.json'),
               ('eager', 'speed_train_b64_h200_cuda.json'),
@@ -59,7 +75,7 @@ FMNIST_VARIANTS = {
 SIZED_ROW = re.compile(r'^(?P<kind>.*?),? ?(?P<arch>' + '|'.join(ARCHS)
                        + r') r=(?P<size>\d+) b=(?P<batch>\d+)$')
 TRAIN_ROW = re.compile(r'^train step (?P<arch>\w+) K=\d+ b=(?P<batch>\d+) '
-                       r'(?P<precision>fp32|fp16|bf16)(?: cuda graph)? '
+                       r'(?:(?P<precision>fp32|fp16|bf16) )?(?:cuda graph )?'
                        r'(?P<mode>.+)$')
 BATCHED_ROW = re.compile(r'^batched vs per-size kernels, joint backward '
                          r'(?P<arch>\w+) b=\d+ (?P<precision>fp32|fp16|bf16)')
@@ -71,89 +87,163 @@ def load(name):
 
 
 def card(machine):
-    """'x86_64, 16 CPU cores, torch 2.11.0+cu130, NVIDIA H200' -> 'H200'."""
+    """'x86_64, 16 CPU cores, torch 2.11.0+cu130, NVIDIA H200' -> 'H200'
+    (a machine without a GPU: 'CPU')."""
     found = re.search(r'NVIDIA (\w+)', machine or '')
-    return found.group(1) if found else (machine or '?')
+    return found.group(1) if found else 'CPU'
 
 
-def torch_version(machine):
-    found = re.search(r'torch (\S+?),', machine or '')
-    return found.group(1) if found else '?'
+def entries(data):
+    """The rows of a results file, each ``dict(name, ratio, ratios, san,
+    plain)``: one process's rows (``ratios`` None; ``san`` / ``plain`` its
+    median seconds), or for ``--processes N`` the summary (the median ratio,
+    every process's ratio, and the median over processes of each side's
+    median time)."""
+    if 'summary' not in data:
+        return [dict(name=row['name'], ratio=row['ratio'], ratios=None,
+                     san=row['san']['median'], plain=row['plain']['median'])
+                for row in data['rows']]
+    per_name = {}
+    for rows in data['processes']:
+        for row in rows:
+            per_name.setdefault(row['name'], []).append(row)
+    return [dict(name=entry['name'], ratio=entry['median_ratio'],
+                 ratios=entry['ratios'],
+                 **{side: statistics.median(row[side]['median']
+                                            for row in per_name[entry['name']])
+                    for side in ('san', 'plain')})
+            for entry in data['summary']]
 
 
-def sized_rows(rows, kind):
-    """``{(arch, size): (row, its A/A control row or None)}`` of the batch-1
-    rows of ``kind`` (``speed.py``'s row name up to the architecture; a
-    control row follows the row it controls)."""
+def sized_rows(data, kind, batch):
+    """``{(arch, size): (entry, its A/A control entry or None)}`` of the
+    entries of ``kind`` at ``batch`` (a control row follows the row it
+    controls)."""
     found, last = {}, None
-    for row in rows:
-        name = row['name'].strip()
+    for entry in entries(data):
+        name = entry['name'].strip()
         if name.startswith('control:'):
             if last is not None:
-                found[last] = (found[last][0], row)
+                found[last] = (found[last][0], entry)
             last = None
             continue
         match = SIZED_ROW.match(name)
         last = None
-        if match and match['batch'] == '1' and match['kind'] == kind:
+        if match and int(match['batch']) == batch and match['kind'] == kind:
             last = (match['arch'], int(match['size']))
-            found[last] = (row, None)
+            found[last] = (entry, None)
     return found
 
 
-def ms(stats):
-    value = stats['median'] * 1e3
-    return f'{value:.3f}' if value < 1 else f'{value:.1f}'
+def ms(seconds):
+    """Milliseconds to three significant digits (what the rounds resolve)."""
+    return f'{seconds * 1e3:#.3g}'
 
 
-def batch1_table():
-    lines = ['| batch 1, SAN / plain (SAN\'s median ms) | card, file | '
-             + ' | '.join(f'{ARCHS[a]} r={s}' for a, s in BATCH1_COLUMNS) + ' |',
-             '|---|---|' + '---|' * len(BATCH1_COLUMNS)]
-    for what, name, kind in BATCH1_RUNS:
+def ratio_cell(entry, times=None):
+    """'1.007', with the range over processes '[1.00–1.02]' when there were
+    several, and the median times (``times``: 'san' or 'both')."""
+    cell = f'{entry["ratio"]:.3f}'
+    if entry['ratios'] and len(entry['ratios']) > 1:
+        cell += f' [{min(entry["ratios"]):.3f}–{max(entry["ratios"]):.3f}]'
+    if times == 'san':
+        cell += f' ({ms(entry["san"])})'
+    elif times == 'both':
+        cell += f' ({ms(entry["san"])} / {ms(entry["plain"])} ms)'
+    return cell
+
+
+def grid_table(title, columns, specs, times=None, against_control=False):
+    """A row per spec (what, file, kind, batch) and, under it, its A/A
+    control's; a column per (architecture, size). ``against_control``: also
+    SAN / control, the median over processes of each process's SAN / plain
+    divided by its control / plain."""
+    lines = [f'| {title} | machine, file | '
+             + ' | '.join(f'{ARCHS[a]} r={s}' for a, s in columns) + ' |',
+             '|---|---|' + '---|' * len(columns)]
+    for what, name, kind, batch in specs:
         data = load(name)
-        found = sized_rows(data['rows'], kind)
-        where = f'{card(data["machine"])}, `{name}`'
-        cells = [f'{found[c][0]["ratio"]:.3f} ({ms(found[c][0]["san"])})'
-                 if c in found else '' for c in BATCH1_COLUMNS]
-        lines.append(f'| {what} | {where} | ' + ' | '.join(cells) + ' |')
-        controls = [f'{found[c][1]["ratio"]:.3f}'
-                    if c in found and found[c][1] else '' for c in BATCH1_COLUMNS]
+        found = sized_rows(data, kind, batch)
+        cells = [ratio_cell(found[c][0], times) if c in found else ''
+                 for c in columns]
+        lines.append(f'| {what} | {card(data.get("machine"))}, `{name}` | '
+                     + ' | '.join(cells) + ' |')
+        controls = [ratio_cell(found[c][1]) if c in found and found[c][1] else ''
+                    for c in columns]
         if any(controls):
             lines.append('| A/A control (plain copy / plain) | | '
                          + ' | '.join(controls) + ' |')
+        if against_control and any(controls):
+            cells = []
+            for c in columns:
+                san, control = found.get(c, (None, None))
+                if control is None or not san['ratios']:
+                    cells.append('')
+                    continue
+                per_process = [s / k for s, k in zip(san['ratios'], control['ratios'])]
+                cells.append(f'{statistics.median(per_process):.3f}')
+            lines.append('| SAN / A/A control | | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+def batch1_table():
+    return grid_table("batch 1, SAN / plain (SAN's median ms)", ALL_COLUMNS, BATCH1_GPU,
+                      times='san')
+
+
+def inference_cpu_table():
+    return grid_table('inference (eval, cached kernels), SAN / plain [range over processes]',
+                      CPU_COLUMNS, INFERENCE_CPU, against_control=True)
+
+
+def compiled_cpu_table():
+    return grid_table('batch 1, compiled SAN / compiled plain [range over processes] '
+                      '(median ms)', COMPILED_COLUMNS, COMPILED_CPU, times='both')
+
+
+def train_cpu_table():
+    data = load('speed_train_cpu.json')
+    lines = ['| five sizes, batch 8: SAN step / five plain steps | machine, file | time | '
+             'peak memory vs the largest plain step |', '|---|---|---|---|']
+    for entry, row in zip(entries(data), data['rows']):
+        match = TRAIN_ROW.match(entry['name'].strip())
+        memory = row.get('memory')
+        cell = (f'{memory["ratio"]:.3f}× ({memory["san"] / 2**20:.0f} vs '
+                f'{memory["plain"] / 2**20:.0f} MiB)') if memory else ''
+        lines.append(f'| {ARCHS.get(match["arch"], match["arch"])}, {match["mode"]} | '
+                     f'{card(data.get("machine"))}, `speed_train_cpu.json` | '
+                     f'{entry["ratio"]:.3f}× | {cell} |')
     return '\n'.join(lines)
 
 
 def train_table():
-    lines = ['| ResNet-50, batch 64, K = 5: SAN step / five plain steps | card, file | '
+    lines = ['| ResNet-50, batch 64, K = 5: SAN step / five plain steps | machine, file | '
              + ' | '.join(PRECISIONS) + ' |', '|---|---|' + '---|' * len(PRECISIONS)]
     for how, name in TRAIN_RUNS:
         data = load(name)
         where = f'{card(data["machine"])}, `{name}`'
         modes, batched = {}, {}
-        for row in data['rows']:
-            match = TRAIN_ROW.match(row['name'].strip())
+        for entry in entries(data):
+            match = TRAIN_ROW.match(entry['name'].strip())
             if match:
-                modes.setdefault(match['mode'], {})[match['precision']] = row
+                modes.setdefault(match['mode'], {})[match['precision']] = entry
                 continue
-            match = BATCHED_ROW.match(row['name'].strip())
+            match = BATCHED_ROW.match(entry['name'].strip())
             if match:
-                batched[match['precision']] = row
+                batched[match['precision']] = entry
         for mode, by_precision in modes.items():
-            cells = [f'{r["ratio"]:.3f} ({ms(r["san"])} vs {ms(r["plain"])} ms)'
-                     if (r := by_precision.get(p)) else '' for p in PRECISIONS]
+            cells = [ratio_cell(by_precision[p], 'both') if p in by_precision else ''
+                     for p in PRECISIONS]
             lines.append(f'| {how}: {mode} | {where} | ' + ' | '.join(cells) + ' |')
         if batched:
-            cells = [f'{batched[p]["ratio"]:.3f}' if p in batched else ''
-                     for p in PRECISIONS]
+            cells = [ratio_cell(batched[p]) if p in batched else '' for p in PRECISIONS]
             lines.append(f'| {how}: batched / per-size kernel generation, joint '
                          f'(SAN vs SAN) | {where} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
 
 def fmnist_table():
-    lines = ['| Fashion-MNIST SAN ResNet-18, batch 128 | card, file | iteration | data wait '
+    lines = ['| Fashion-MNIST SAN ResNet-18, batch 128 | machine, file | iteration | data wait '
              '| vs eager | first 10 iterations, per iteration |', '|---|---|---|---|---|---|']
     for name in FMNIST_RUNS:
         data = load(name)
@@ -171,8 +261,9 @@ def fmnist_table():
     return '\n'.join(lines)
 
 
-TABLES = {'speed-gpu-batch1': batch1_table, 'speed-gpu-train': train_table,
-          'speed-gpu-fmnist': fmnist_table}
+TABLES = {'speed-cpu-inference': inference_cpu_table, 'speed-cpu-train': train_cpu_table,
+          'speed-cpu-compiled': compiled_cpu_table, 'speed-gpu-batch1': batch1_table,
+          'speed-gpu-train': train_table, 'speed-gpu-fmnist': fmnist_table}
 
 
 def render(document):

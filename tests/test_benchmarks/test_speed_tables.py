@@ -45,16 +45,42 @@ def test_batch1_cells_pair_each_row_with_the_control_after_it(
         row('  control: plain copy vs plain resnet50 r=96 b=1', 0.9),
     ], machine='x86_64, torch 2.11.0+cu130, NVIDIA H100 80GB HBM3')
     monkeypatch.setattr(tables, 'RESULTS', str(tmp_path))
-    monkeypatch.setattr(tables, 'BATCH1_RUNS', [
-        ('graph', 'graph.json', 'cuda graph'),
-        ('eager', 'graph.json', 'inference')])
+    monkeypatch.setattr(tables, 'BATCH1_GPU', [
+        ('graph', 'graph.json', 'cuda graph', 1),
+        ('eager', 'graph.json', 'inference', 1)])
     lines = tables.batch1_table().splitlines()
     assert lines[2] == ('| graph | H100, `graph.json` | 0.999 (0.468) |  |  |  |  '
                         '| 1.004 (0.373) |')
     assert lines[3] == '| A/A control (plain copy / plain) | | 1.070 |  |  |  |  |  |'
-    assert lines[4] == '| eager | H100, `graph.json` |  |  |  | 1.500 (6.7) |  |  |'
+    assert lines[4] == '| eager | H100, `graph.json` |  |  |  | 1.500 (6.70) |  |  |'
     assert lines[5] == '| A/A control (plain copy / plain) | |  |  |  | 0.900 |  |  |'
     assert len(lines) == 6
+
+
+def test_several_processes_give_the_median_their_range_and_san_over_control(
+        tables, tmp_path, monkeypatch):
+    """--processes N files: the summary's median ratio, the range over the
+    processes, the median over processes of each side's time, and SAN /
+    control per process before the median."""
+    name = 'inference resnet18 r=96 b=1'
+    control = '  control: plain copy vs plain resnet18 r=96 b=1'
+    processes = [[row(name, r, san_ms=s, plain_ms=p), row(control, c)]
+                 for r, c, s, p in [(1.02, 1.01, 11.0, 10.8),
+                                    (1.08, 1.04, 12.0, 11.1),
+                                    (1.00, 0.98, 10.0, 10.0)]]
+    summary = [dict(name=name, ratios=[1.02, 1.08, 1.00], median_ratio=1.02),
+               dict(name=control, ratios=[1.01, 1.04, 0.98], median_ratio=1.01)]
+    (tmp_path / 'b1.json').write_text(json.dumps(dict(
+        machine='x86_64, 2 CPU cores, torch 2.14.1', summary=summary,
+        processes=processes)))
+    monkeypatch.setattr(tables, 'RESULTS', str(tmp_path))
+    lines = tables.grid_table('t', [('resnet18', 96)],
+                              [('b1', 'b1.json', 'inference', 1)],
+                              times='both', against_control=True).splitlines()
+    assert lines[2] == '| b1 | CPU, `b1.json` | 1.020 [1.000–1.080] (11.0 / 10.8 ms) |'
+    assert lines[3] == '| A/A control (plain copy / plain) | | 1.010 [0.980–1.040] |'
+    # per process 1.02 / 1.01, 1.08 / 1.04, 1.00 / 0.98: median 1.0199...
+    assert lines[4] == '| SAN / A/A control | | 1.020 |'
 
 
 def test_train_cells_by_mode_and_precision(tables, tmp_path, monkeypatch):
@@ -70,7 +96,7 @@ def test_train_cells_by_mode_and_precision(tables, tmp_path, monkeypatch):
     monkeypatch.setattr(tables, 'TRAIN_RUNS', [('graphs', 'train.json')])
     lines = tables.train_table().splitlines()
     assert lines[2] == ('| graphs: joint backward | H200, `train.json` | '
-                        '1.024 (97.1 vs 94.8 ms) |  | 0.980 (50.0 vs 51.0 ms) |')
+                        '1.024 (97.1 / 94.8 ms) |  | 0.980 (50.0 / 51.0 ms) |')
     assert lines[3].startswith('| graphs: batched / per-size kernel generation')
     assert lines[3].endswith('| 0.992 |  |  |')
 
