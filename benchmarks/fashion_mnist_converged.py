@@ -495,6 +495,7 @@ def command_status(args):
 README = osp.join(REPO, 'README.md')
 README_SECTION = 'fashion_mnist_converged'
 README_COMMAND = 'benchmarks/fashion_mnist_converged.py tables'
+SIZE_PLOT = 'fashion_mnist_converged_accuracy_vs_size.png'
 README_BEGIN = begin_marker(README_SECTION, README_COMMAND)
 README_END = end_marker(README_SECTION)
 LABELS = {'san': 'SAN', 'san_kd_largest': 'SAN, KD from 28 only', 'san_no_kd': 'SAN, no KD',
@@ -669,7 +670,7 @@ def plots(data, table, out_dir):
     for mode in SAN_MODES:
         if 'san' in table:
             curves[f'SAN {mode}'] = {s: np.mean(v) for s, v in table['san'][mode].items()}
-    size_plot = osp.join(out_dir, 'fashion_mnist_converged_accuracy_vs_size.png')
+    size_plot = osp.join(out_dir, SIZE_PLOT)
     if curves:
         plot_accuracy_vs_size(curves, size_plot, train_sizes=TRAIN_SIZES,
                               title='Fashion-MNIST, ResNet-18 width 16, test top-1 (converged)')
@@ -698,6 +699,24 @@ def plots(data, table, out_dir):
     return size_plot, curve_plot
 
 
+def summary_lines(data, table, seeds):
+    """The answer and the two tables: the README section's text and the
+    .md's first part."""
+    return [answer_paragraph(data, table, seeds), '',
+            '### Training sizes (test top-1 %, mean ± sample std over seeds)', '',
+            method_table(table), '',
+            '### Unseen sizes (test top-1 %; modes chosen on the validation split)', '',
+            unseen_table(data, table)]
+
+
+def readme_section(data):
+    """The README section, from the results file alone (the plot it shows
+    is written by write_tables)."""
+    table, seeds = collect(data)
+    return '\n'.join([*summary_lines(data, table, seeds), '',
+                      f'![accuracy vs size](docs/results/{SIZE_PLOT})'])
+
+
 def write_tables(data):
     """docs/results/fashion_mnist_converged.md, its plots and the README
     section, all from the results file."""
@@ -708,11 +727,7 @@ def write_tables(data):
     seconds = {}
     for run in data.get('runs', []):
         seconds.setdefault(run['method'], []).append(run.get('wall_s') or 0)
-    summary = [answer_paragraph(data, table, seeds), '',
-               '### Training sizes (test top-1 %, mean ± sample std over seeds)', '',
-               method_table(table), '',
-               '### Unseen sizes (test top-1 %; modes chosen on the validation split)', '',
-               unseen_table(data, table)]
+    summary = summary_lines(data, table, seeds)
     body = ['# Fashion-MNIST, converged: one SAN model vs separately trained networks', '',
             'Generated from `fashion_mnist_converged.json` by '
             '`python benchmarks/fashion_mnist_converged.py tables`; do not edit by hand.', '',
@@ -730,10 +745,9 @@ def write_tables(data):
         f.write('\n'.join(body))
     with open(README) as f:
         readme = f.read()
-    section = '\n'.join([*summary, '', '![accuracy vs size](docs/results/'
-                         f'{osp.basename(size_plot)})'])
     try:
-        readme = replace_section(readme, README_SECTION, README_COMMAND, section)
+        readme = replace_section(readme, README_SECTION, README_COMMAND,
+                                 readme_section(data))
     except KeyError as missing:
         print(f'wrote {out_dir}/fashion_mnist_converged.md and plots; README section '
               f'absent: {missing}')

@@ -17,6 +17,11 @@ fine-tuned route's total is plain@28 + fine-tuning. Writes results.json and resu
 work directory and prints the table. Wall-clock minutes of the accuracy runs include whatever else
 the machine did meanwhile; `--timing-only` measures the median seconds per training iteration of
 each route alone (run it on an idle machine) and writes timing.md / timing.json.
+
+    python benchmarks/fashion_mnist_finetune.py --tables
+
+rewrites the README's tables from docs/results/fashion_mnist_finetune.json (the accuracy runs'
+results.json under "accuracy", timing.json under "timing"; no training).
 """
 import argparse
 import copy
@@ -35,6 +40,12 @@ sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from fashion_mnist_reproduction import (ALL_SIZES, TRAIN_SIZES,  # noqa: E402
                                         add_protocol_args, build_cfg,
                                         test_checkpoint)
+from generated_sections import replace_section  # noqa: E402
+
+RESULTS = osp.join(REPO, 'docs', 'results', 'fashion_mnist_finetune.json')
+README = osp.join(REPO, 'README.md')
+README_SECTION = 'fashion_mnist_finetune'
+README_COMMAND = 'python benchmarks/fashion_mnist_finetune.py --tables'
 
 RUNS = {
     'plain@28': 'resnet18_fmnist_single_size.py',
@@ -170,6 +181,59 @@ def table(runs, seeds, args):
     return '\n'.join(out)
 
 
+def readme_tables(path=RESULTS):
+    """The README section: top-1 per size (mean over seeds, bold = training
+    size) and the quiet machine's training time of each route."""
+    with open(path) as f:
+        data = json.load(f)
+    args, runs = data['accuracy']['args'], data['accuracy']['runs']
+    seeds = sorted(runs)
+
+    def mean(name, mode, sizes):
+        return np.mean([runs[seed][name]['results'][mode][str(size)]
+                        for seed in seeds for size in sizes])
+
+    rows = [(f'plain ResNet-18 trained at 28 only, {args["epochs"]} epochs', 'plain@28',
+             'proxy'),
+            ('SAN initialised from it, before fine-tuning', 'finetuned', 'initialised proxy'),
+            (f'SAN fine-tuned from it, {args["finetune_epochs"]} epochs (proxy)', 'finetuned',
+             'proxy'),
+            ('SAN fine-tuned, calibrated BN at unseen sizes', 'finetuned', 'calibrated'),
+            (f'SAN from scratch, {args["epochs"]} epochs (proxy)', 'scratch', 'proxy'),
+            ('SAN from scratch, calibrated BN at unseen sizes', 'scratch', 'calibrated')]
+    bold = {size: f'**{size}**' if size in TRAIN_SIZES else str(size) for size in ALL_SIZES}
+    out = ['| model | ' + ' | '.join(bold[size] for size in ALL_SIZES)
+           + ' | mean of **training sizes** |', '|---|' + '---|' * (len(ALL_SIZES) + 1)]
+    for label, name, mode in rows:
+        out.append(f'| {label} | ' + ' | '.join(f'{mean(name, mode, [size]):.1f}'
+                                                for size in ALL_SIZES)
+                   + f' | {mean(name, mode, TRAIN_SIZES):.1f} |')
+    timing = data['timing']
+    per_iter, minutes = timing['seconds_per_iteration'], timing['minutes']
+    per_epoch = args['train_images'] // 128
+    total = minutes['plain@28'] + minutes['finetuned']
+    out += ['', '| training time (idle 2-core CPU; median s/iteration × iterations) | minutes |',
+            '|---|---|',
+            f'| plain ResNet-18 at 28, {per_epoch * args["epochs"]} iterations × '
+            f'{per_iter["plain@28"]:.3f} s | {minutes["plain@28"]:.2f} |',
+            f'| + SAN fine-tuning, {per_epoch * args["finetune_epochs"]} iterations × '
+            f'{per_iter["finetuned"]:.3f} s | {minutes["finetuned"]:.2f} |',
+            f'| = the fine-tuned route | {total:.2f} ({total / minutes["scratch"]:.2f}× '
+            'from scratch) |',
+            f'| SAN from scratch, {per_epoch * args["epochs"]} iterations × '
+            f'{per_iter["scratch"]:.3f} s | {minutes["scratch"]:.2f} |']
+    return '\n'.join(out)
+
+
+def write_readme(readme=README, path=RESULTS):
+    with open(readme) as f:
+        document = f.read()
+    with open(readme, 'w') as f:
+        f.write(replace_section(document, README_SECTION, README_COMMAND,
+                                readme_tables(path)))
+    print(f'{readme}: section {README_SECTION} rewritten from {path}')
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_protocol_args(parser, 'fmnist_finetune')
@@ -178,7 +242,13 @@ def main():
                         help='only measure s/iteration of each route (run it '
                         'on an otherwise idle machine) and print the '
                         'training-time table')
+    parser.add_argument('--tables', action='store_true',
+                        help='only rewrite the README section from '
+                        'docs/results/fashion_mnist_finetune.json')
     args = parser.parse_args()
+    if args.tables:
+        write_readme()
+        return
 
     import san_mm  # noqa: F401
     from san_mm.datasets import prepare_fashion_mnist

@@ -16,6 +16,10 @@ test images. Methods:
 SAN-type models are evaluated at unseen sizes in the four inference modes (proxy, ideal, calibrated
 on 512 training images, data-free). Prints mean +- std over seeds; writes results.json,
 results.md and accuracy_vs_size.png into the work directory.
+
+    python benchmarks/fashion_mnist_reproduction.py --tables
+
+rewrites the README's tables from docs/results/fashion_mnist_reproduction.json (no training).
 """
 import argparse
 import copy
@@ -29,6 +33,13 @@ import numpy as np
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from generated_sections import replace_section  # noqa: E402
+
+RESULTS = osp.join(REPO, 'docs', 'results', 'fashion_mnist_reproduction.json')
+README = osp.join(REPO, 'README.md')
+README_SECTION = 'fashion_mnist_reproduction'
+README_COMMAND = 'python benchmarks/fashion_mnist_reproduction.py --tables'
 
 CONFIGS = osp.join(REPO, 'configs', 'fashion_mnist')
 TRAIN_SIZES = [28, 24, 20, 16, 12]
@@ -127,9 +138,9 @@ def fmt(mean_std):
     return f'{mean:.2f} ± {std:.2f}'
 
 
-def tables(rows, runs, seeds):
+def tables(rows, runs, seeds, heading='###'):
     own = {s: rows[f'baseline@{s}'][s] for s in TRAIN_SIZES}
-    out = ['### Training sizes (top-1 %, mean ± std over seeds '
+    out = [f'{heading} Training sizes (top-1 %, mean ± std over seeds '
            f'{", ".join(map(str, seeds))})', '',
            '| size | baseline (own size) | one net @28 | no meta | no KD | SAN |',
            '|---|---|---|---|---|---|']
@@ -137,7 +148,7 @@ def tables(rows, runs, seeds):
         out.append(f'| {s} | {fmt(own[s])} | {fmt(rows["baseline@28"][s])} | '
                    f'{fmt(rows["no_meta proxy"][s])} | '
                    f'{fmt(rows["no_kd proxy"][s])} | {fmt(rows["san proxy"][s])} |')
-    out += ['', '### Unseen sizes (top-1 %)', '',
+    out += ['', f'{heading} Unseen sizes (top-1 %)', '',
             '| size | one net @28 | no meta (proxy) | SAN proxy | SAN ideal | '
             'SAN calibrated | SAN data-free |', '|---|---|---|---|---|---|---|']
     for s in UNSEEN_SIZES:
@@ -146,9 +157,42 @@ def tables(rows, runs, seeds):
                    + ' | '.join(fmt(rows[f'san {m}'][s]) for m in MODES) + ' |')
     minutes = {name: np.mean([runs[s][name]['train_minutes'] for s in seeds])
                for name in METHODS}
-    out += ['', 'Training minutes per run: ' + ', '.join(
-        f'{name} {m:.1f}' for name, m in minutes.items())]
+    baselines = [minutes[f'baseline@{s}'] for s in TRAIN_SIZES]
+    out += ['', f'Training minutes per run: SAN {minutes["san"]:.1f}, no KD '
+            f'{minutes["no_kd"]:.1f}, no meta {minutes["no_meta"]:.1f}, baselines '
+            + ' / '.join(f'{m:.1f}' for m in baselines)
+            + f' ({TRAIN_SIZES[0]} … {TRAIN_SIZES[-1]}; {sum(baselines):.1f} for all of '
+            'them).']
     return '\n'.join(out)
+
+
+def load_runs(path):
+    """A results file's runs and seeds, with int seeds and sizes (JSON keys
+    are strings)."""
+    with open(path) as f:
+        data = json.load(f)
+    runs = {int(seed): {
+        name: dict(run, results={
+            mode: {int(size): top1 for size, top1 in per_size.items()}
+            for mode, per_size in run['results'].items()})
+        for name, run in by_name.items()}
+        for seed, by_name in data['runs'].items()}
+    return runs, sorted(runs)
+
+
+def readme_tables(path=RESULTS):
+    """The README section: the two tables and the training minutes."""
+    runs, seeds = load_runs(path)
+    return tables(summarise(runs, seeds), runs, seeds, heading='####')
+
+
+def write_readme(readme=README, path=RESULTS):
+    with open(readme) as f:
+        document = f.read()
+    with open(readme, 'w') as f:
+        f.write(replace_section(document, README_SECTION, README_COMMAND,
+                                readme_tables(path)))
+    print(f'{readme}: section {README_SECTION} rewritten from {path}')
 
 
 def add_protocol_args(parser, work_dir, train_images=12800):
@@ -166,7 +210,13 @@ def main():
     add_protocol_args(parser, 'fmnist_reproduction', train_images=14080)
     parser.add_argument('--methods', nargs='+', default=list(METHODS),
                         choices=list(METHODS))
+    parser.add_argument('--tables', action='store_true',
+                        help='only rewrite the README section from '
+                        'docs/results/fashion_mnist_reproduction.json')
     args = parser.parse_args()
+    if args.tables:
+        write_readme()
+        return
     for name in list(METHODS):
         if name not in args.methods:
             METHODS.pop(name)
