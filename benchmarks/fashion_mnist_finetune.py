@@ -40,7 +40,7 @@ sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from fashion_mnist_reproduction import (ALL_SIZES, TRAIN_SIZES,  # noqa: E402
                                         add_protocol_args, build_cfg,
                                         test_checkpoint)
-from generated_sections import replace_section  # noqa: E402
+from generated_sections import write_section  # noqa: E402
 
 RESULTS = osp.join(REPO, 'docs', 'results', 'fashion_mnist_finetune.json')
 README = osp.join(REPO, 'README.md')
@@ -225,15 +225,6 @@ def readme_tables(path=RESULTS):
     return '\n'.join(out)
 
 
-def write_readme(readme=README, path=RESULTS):
-    with open(readme) as f:
-        document = f.read()
-    with open(readme, 'w') as f:
-        f.write(replace_section(document, README_SECTION, README_COMMAND,
-                                readme_tables(path)))
-    print(f'{readme}: section {README_SECTION} rewritten from {path}')
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_protocol_args(parser, 'fmnist_finetune')
@@ -247,7 +238,7 @@ def main():
                         'docs/results/fashion_mnist_finetune.json')
     args = parser.parse_args()
     if args.tables:
-        write_readme()
+        write_section(README, README_SECTION, README_COMMAND, readme_tables())
         return
 
     import san_mm  # noqa: F401

@@ -34,7 +34,7 @@ import numpy as np
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from generated_sections import replace_section  # noqa: E402
+from generated_sections import write_section  # noqa: E402
 
 RESULTS = osp.join(REPO, 'docs', 'results', 'fashion_mnist_reproduction.json')
 README = osp.join(REPO, 'README.md')
@@ -186,15 +186,6 @@ def readme_tables(path=RESULTS):
     return tables(summarise(runs, seeds), runs, seeds, heading='####')
 
 
-def write_readme(readme=README, path=RESULTS):
-    with open(readme) as f:
-        document = f.read()
-    with open(readme, 'w') as f:
-        f.write(replace_section(document, README_SECTION, README_COMMAND,
-                                readme_tables(path)))
-    print(f'{readme}: section {README_SECTION} rewritten from {path}')
-
-
 def add_protocol_args(parser, work_dir, train_images=12800):
     """Arguments shared by the Fashion-MNIST benchmarks."""
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
@@ -215,7 +206,7 @@ def main():
                         'docs/results/fashion_mnist_reproduction.json')
     args = parser.parse_args()
     if args.tables:
-        write_readme()
+        write_section(README, README_SECTION, README_COMMAND, readme_tables())
         return
     for name in list(METHODS):
         if name not in args.methods:
