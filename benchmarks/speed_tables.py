@@ -137,7 +137,8 @@ def sized_rows(data, kind, batch):
 
 def ms(seconds):
     """Milliseconds to three significant digits (what the rounds resolve)."""
-    return f'{seconds * 1e3:#.3g}'
+    value = seconds * 1e3
+    return f'{value:.0f}' if value >= 100 else f'{value:#.3g}'
 
 
 def ratio_cell(entry, times=None):

@@ -77,6 +77,8 @@ def test_train_cells_by_mode_and_precision(tables, tmp_path, monkeypatch):
     write(tmp_path, 'train.json', [
         row('train step resnet50 K=5 b=64 fp32 cuda graph joint backward', 1.024,
             97.1, 94.8),
+        row('train step resnet50 K=5 b=64 fp16 cuda graph joint backward', 1.126,
+            168.04, 149.2),
         row('train step resnet50 K=5 b=64 bf16 cuda graph joint backward', 0.98,
             50.0, 51.0),
         row('  batched vs per-size kernels, joint backward resnet50 b=64 fp32 '
@@ -86,7 +88,8 @@ def test_train_cells_by_mode_and_precision(tables, tmp_path, monkeypatch):
     monkeypatch.setattr(tables, 'TRAIN_RUNS', [('graphs', 'train.json')])
     lines = tables.train_table().splitlines()
     assert lines[2] == ('| graphs: joint backward | H200, `train.json` | '
-                        '1.024 (97.1 / 94.8 ms) |  | 0.980 (50.0 / 51.0 ms) |')
+                        '1.024 (97.1 / 94.8 ms) | 1.126 (168 / 149 ms) | '
+                        '0.980 (50.0 / 51.0 ms) |')
     assert lines[3].startswith('| graphs: batched / per-size kernel generation')
     assert lines[3].endswith('| 0.992 |  |  |')
 
