@@ -102,10 +102,11 @@ for s in $STAGES; do
             ${FMNIST_PROFILE:+--profile $FMNIST_PROFILE --trace-dir $OUT} ${FMNIST_AMP:+--amp} \
             --cfg-options train_dataloader.num_workers=8 train_dataloader.persistent_workers=True \
             --out "$OUT/speed_fmnist_iteration_cuda.json" ;;
-    compiled)  # torch.compile with CUDA graphs, frozen weights; batch 1
-        stage compiled 240 $PY benchmarks/speed.py --device "$DEVICE" --only compiled \
+    compiled)  # torch.compile with CUDA graphs, frozen weights; batch 1; with the A/A control
+        # (a compiled copy of the plain model): 160 s without it on an H200
+        stage compiled 300 $PY benchmarks/speed.py --device "$DEVICE" --only compiled \
             --compile-mode reduce-overhead --freeze only --archs resnet18 mobilenetv2 \
-            --batches 1 --sizes 224 96 --repeats 8 --min-run-time 0.1 \
+            --batches 1 --sizes 224 96 --control --repeats 8 --min-run-time 0.1 \
             --out "$OUT/speed_compiled_cuda.json" ;;
     *) echo "unknown stage $s"; exit 2 ;;
     esac
