@@ -43,7 +43,7 @@ BATCH1_GPU = [
      'regenerate-every-forward vs cached', 1),
 ]
 INFERENCE_CPU = [
-    ('batch 1 (5 processes)', 'speed_inference_b1_cpu.json', 'inference', 1),
+    ('batch 1', 'speed_inference_b1_cpu.json', 'inference', 1),
     ('batch 32', 'speed_inference_cpu.json', 'inference', 32),
     ('batch 1, regenerating every kernel vs cached', 'speed_inference_b1_cpu.json',
      'regenerate-every-forward vs cached', 1),
@@ -54,6 +54,7 @@ COMPILED_CPU = [
     ('rerun: `torch.compile`', 'speed_aoti_cpu.json', 'compiled', 1),
     ('rerun: + inductor freezing', 'speed_aoti_cpu.json', 'compiled+frozen', 1),
     ('rerun: **torch.export + AOTInductor**', 'speed_aoti_cpu.json', 'aoti', 1),
+    ('third run: + inductor freezing', 'speed_compiled_frozen_cpu.json', 'compiled+frozen', 1),
 ]
 TRAIN_RUNS = [('eager', 'speed_train_b64_cuda.json'),
               ('eager', 'speed_train_b64_h200_cuda.json'),
@@ -167,8 +168,9 @@ def grid_table(title, columns, specs, times=None, against_control=False):
         found = sized_rows(data, kind, batch)
         cells = [ratio_cell(found[c][0], times) if c in found else ''
                  for c in columns]
-        lines.append(f'| {what} | {card(data.get("machine"))}, `{name}` | '
-                     + ' | '.join(cells) + ' |')
+        where = f'{card(data.get("machine"))}, `{name}`' + (
+            f', {len(data["processes"])} processes' if 'processes' in data else '')
+        lines.append(f'| {what} | {where} | ' + ' | '.join(cells) + ' |')
         controls = [ratio_cell(found[c][1]) if c in found and found[c][1] else ''
                     for c in columns]
         if any(controls):

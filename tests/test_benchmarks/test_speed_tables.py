@@ -67,7 +67,8 @@ def test_several_processes_give_the_median_their_range_and_san_over_control(
     lines = tables.grid_table('t', [('resnet18', 96)],
                               [('b1', 'b1.json', 'inference', 1)],
                               times='both', against_control=True).splitlines()
-    assert lines[2] == '| b1 | CPU, `b1.json` | 1.020 [1.000–1.080] (11.0 / 10.8 ms) |'
+    assert lines[2] == ('| b1 | CPU, `b1.json`, 3 processes | '
+                        '1.020 [1.000–1.080] (11.0 / 10.8 ms) |')
     assert lines[3] == '| A/A control (plain copy / plain) | | 1.010 [0.980–1.040] |'
     # per process 1.02 / 1.01, 1.08 / 1.04, 1.00 / 0.98: median 1.0199...
     assert lines[4] == '| SAN / A/A control | | 1.020 |'
