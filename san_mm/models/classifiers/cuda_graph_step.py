@@ -69,27 +69,36 @@ class CUDAGraphTrainStep:
         self.captures = 0  # how often a graph was captured (for tests, logs)
         self._reset()
 
+    @staticmethod
+    def _fresh_state() -> dict:
+        """The capture's state before any warm-up: no graph, no tensors."""
+        return dict(
+            _graph=None,  # torch.cuda.CUDAGraph once captured
+            _shapes=None,  # what the graph is specialised to (_shapes_of)
+            _warm=0,  # eager steps taken at _shapes
+            _static_inputs=[],  # the graph's inputs, one per size
+            _static_target=None,  # the graph's labels
+            _log_vars={},  # detached aliases of the graph's log variables
+            _grads=[],  # (parameter, the graph's gradient tensor)
+            _loss_scale=None,  # AMP: the scale tensor the graph reads
+            # (the module's _parameters / _buffers dict, name, data pointer)
+            # of every tensor the model held at the capture
+            _addresses=[])
+
     def _reset(self) -> None:
-        self._graph: Optional[torch.cuda.CUDAGraph] = None
-        self._shapes: Optional[Tuple] = None
-        self._warm = 0  # eager steps taken at self._shapes
-        self._static_inputs: List[Tensor] = []
-        self._static_target: Optional[Tensor] = None
-        self._log_vars: Dict[str, Tensor] = {}
-        self._grads: List[Tuple[nn.Parameter, Tensor]] = []
-        self._loss_scale: Optional[Tensor] = None  # AMP: what the graph reads
-        # (the module's _parameters / _buffers dict, name, data pointer) of
-        # every tensor the model held at the capture
-        self._addresses: List[Tuple[dict, str, int]] = []
+        self.__dict__.update(self._fresh_state())
 
     def __getstate__(self) -> dict:
         # A copy (deepcopy for an EMA model, pickling) starts without the
         # graph: it captures its own after its own warm-up.
-        state = dict(self.__dict__)
-        state.update(_graph=None, _shapes=None, _warm=0, _static_inputs=[],
-                     _static_target=None, _log_vars={}, _grads=[],
-                     _loss_scale=None, _addresses=[])
-        return state
+        return dict(self.__dict__, **self._fresh_state())
+
+    @staticmethod
+    def _loss_scale_of(optim_wrapper: OptimWrapper) -> Optional[Tensor]:
+        """AMP's scale tensor (what a captured backward multiplies by);
+        None for a wrapper without a loss scaler."""
+        scaler = getattr(optim_wrapper, 'loss_scaler', None)
+        return scaler._scale if scaler is not None else None
 
     # -------------------------------------------------------------- checks
     @staticmethod
@@ -243,7 +252,7 @@ class CUDAGraphTrainStep:
             # (the replay counts each step); the scale tensor is read in
             # place, so the eager scale updates reach every replay
             (scaler.scale(loss) if scaler is not None else loss).backward()
-        self._loss_scale = scaler._scale if scaler is not None else None
+        self._loss_scale = self._loss_scale_of(optim_wrapper)
         # Detached aliases of the graph's outputs: kept across steps, they
         # must not keep the captured autograd graph alive (an eager step
         # after it would meet that graph's gradient nodes on another stream).
@@ -267,10 +276,8 @@ class CUDAGraphTrainStep:
         """Whether every parameter and buffer of the capture, and AMP's
         loss scale, is still where the graph reads it (buffers added since,
         e.g. calibrated BN statistics, are not read by the graph)."""
-        scaler = getattr(optim_wrapper, 'loss_scaler', None)
-        if (scaler._scale if scaler is not None else None) \
-                is not self._loss_scale:  # another wrapper, or its scaler
-            return False
+        if self._loss_scale_of(optim_wrapper) is not self._loss_scale:
+            return False  # another wrapper, or another scale tensor
         for tensors, name, address in self._addresses:
             tensor = tensors.get(name)
             if tensor is None or tensor.data_ptr() != address:
