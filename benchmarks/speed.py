@@ -666,8 +666,8 @@ def plain_steps(plain, torch, args, precision='fp32', graphed=False):
 def san_step(san, torch, args, per_size, batched, precision='fp32',
              graphed=False):
     """One call running SAN's step over the five sizes, with its kernels
-    batched (``batch_kernel_generation``) or not (``graphed``: replayed
-    from one CUDA graph)."""
+    batched (``batch_kernel_generation``) or not; ``graphed``: replayed
+    from its CUDA graph (see ``_train_step_fn``)."""
     san.batch_kernel_generation = batched  # also what a capture records
     step = _train_step_fn(san, torch, TRAIN_SIZES, args.train_batch,
                           args.device, per_size, precision, graphed)
