@@ -24,7 +24,10 @@ until the run ends), so a run stopped by a timeout keeps what it measured.
   compiled    the same, both models through torch.compile(dynamic=False) (one static graph per
               size; SAN computes B + s * A inside its graph); with --freeze also (--freeze only:
               only) inductor's freezing (weights folded into the graph as constants: deployment,
-              where weights no longer change); --compile-mode reduce-overhead adds CUDA graphs
+              where weights no longer change); --compile-mode reduce-overhead adds CUDA graphs;
+              --guard-eval skip / both: also with dynamo's per-call guards cut to those that
+              tell the cached graphs apart (torch.compiler.set_stance(skip_guard_eval_unsafe=
+              True), after every shape is compiled: serving a model that no longer changes)
   aoti        the same through torch.export + AOTInductor (no dynamo, so no guards per call;
               weights folded once when the package loads): the deployment path at batch 1
   cudagraph   (CUDA) the eager forwards captured in a CUDA graph and replayed: one launch per
@@ -250,12 +253,16 @@ def bench_compiled(args):
     """Compiled SAN vs compiled plain model, same weights, one static graph
     per size (dynamic=False); with --freeze, inductor's freezing too. With
     --compile-part backbone, only the backbones are compiled and timed (the
-    head and neck are the same modules in both models)."""
+    head and neck are the same modules in both models). With --guard-eval
+    skip (or both), also timed the way a server runs a model that no longer
+    changes: only the guards that tell its compiled graphs apart."""
     from san_mm.engine.compile import allow_graphs
     rows = []
     allow_graphs(6 * len(args.sizes) * len(args.batches))
     variants = dict(none=[False], both=[False, True],
                     only=[True])[args.freeze]
+    guard_modes = dict(full=[False], both=[False, True],
+                       skip=[True])[args.guard_eval]
     whole = args.compile_part == 'model'
 
     def part(model):
@@ -264,8 +271,21 @@ def bench_compiled(args):
     def run_part(compiled, x):
         return compiled(x, mode='tensor') if whole else compiled(x)[-1]
 
-    def timed(compiled, x):
-        return without_grad(lambda: run_part(compiled, x))
+    def timed(compiled, x, skip_guards=False):
+        call = without_grad(lambda: run_part(compiled, x))
+        if not skip_guards:
+            return call
+        # torch's steady-state serving setting: once every shape has been
+        # compiled (and the copy has: its first calls compile it here, with
+        # guards), run only the guards that tell the cached graphs apart
+        # (here the input shape), not the thousands on module attributes
+        call()
+
+        def steady_state():
+            with torch.compiler.set_stance('default',
+                                           skip_guard_eval_unsafe=True):
+                call()
+        return steady_state
 
     for arch in args.archs:
         san, plain, torch = san_and_plain(arch, args.device)
@@ -303,14 +323,18 @@ def bench_compiled(args):
                                       'the compiled plain model')
 
                     # (the copy compiles in the untimed warm-up calls)
-                    found = compare_with_control(
-                        f'{label} {arch} r={size} b={batch}',
-                        timed(compiled_san, x), timed(compiled_plain, x),
-                        timed(compiled_copy, x) if args.control else None,
-                        f'  control: plain copy vs plain, {label} {arch} '
-                        f'r={size} b={batch}', args)
-                    found[0]['compile_seconds'] = compile_s
-                    rows += found
+                    for skip in guard_modes:
+                        name = label + (' skip-guard-eval' if skip else '')
+                        found = compare_with_control(
+                            f'{name} {arch} r={size} b={batch}',
+                            timed(compiled_san, x, skip),
+                            timed(compiled_plain, x, skip),
+                            (timed(compiled_copy, x, skip)
+                             if args.control else None),
+                            f'  control: plain copy vs plain, {name} {arch} '
+                            f'r={size} b={batch}', args)
+                        found[0]['compile_seconds'] = compile_s
+                        rows += found
             inductor_config.freezing = False
     return rows
 
@@ -1010,6 +1034,14 @@ def main():
                                  'max-autotune', 'max-autotune-no-cudagraphs'],
                         help="compiled rows: torch.compile's mode "
                         '(reduce-overhead: CUDA graphs on a GPU)')
+    parser.add_argument('--guard-eval', default='full',
+                        choices=['full', 'skip', 'both'],
+                        help="compiled rows: dynamo's guards evaluated on "
+                        'every call (full, the default), or only those that '
+                        'tell the compiled graphs apart, once every shape is '
+                        "compiled (skip: torch.compiler.set_stance's "
+                        'skip_guard_eval_unsafe, for serving a model that no '
+                        'longer changes), or both in the same rounds')
     parser.add_argument('--compile-part', default='model',
                         choices=['model', 'backbone'],
                         help='compiled rows: compile and time the whole '

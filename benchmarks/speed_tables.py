@@ -55,6 +55,9 @@ COMPILED_CPU = [
     ('rerun: + inductor freezing', 'speed_aoti_cpu.json', 'compiled+frozen', 1),
     ('rerun: **torch.export + AOTInductor**', 'speed_aoti_cpu.json', 'aoti', 1),
     ('third run: + inductor freezing', 'speed_compiled_frozen_cpu.json', 'compiled+frozen', 1),
+    ('fourth run: + inductor freezing', 'speed_compiled_steady_cpu.json', 'compiled+frozen', 1),
+    ('fourth run: + freezing, **guards skipped** (steady state)', 'speed_compiled_steady_cpu.json',
+     'compiled+frozen skip-guard-eval', 1),
 ]
 TRAIN_RUNS = [('eager', 'speed_train_b64_cuda.json'),
               ('eager', 'speed_train_b64_h200_cuda.json'),
@@ -201,7 +204,8 @@ def inference_cpu_table():
 
 def compiled_cpu_table():
     return grid_table('batch 1, compiled SAN / compiled plain [range over processes] '
-                      '(median ms)', COMPILED_COLUMNS, COMPILED_CPU, times='both')
+                      '(median ms)', COMPILED_COLUMNS, COMPILED_CPU, times='both',
+                      against_control=True)
 
 
 def train_cpu_table():

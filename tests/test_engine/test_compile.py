@@ -143,6 +143,31 @@ def test_kernels_are_never_stale_when_compiled():
     assert not torch.allclose(before, after)
 
 
+def test_serving_with_guard_evaluation_skipped_picks_each_sizes_graph():
+    """The README's batch-1 serving recipe: compile every size first, then
+    run under ``set_stance(skip_guard_eval_unsafe=True)``, where dynamo checks
+    only the guards that tell its cached graphs apart. SAN derives its scale
+    state from the input inside the graph, so the input shape is such a
+    guard: each size still runs its own graph (a training size and an unseen
+    one, in a new order), equal to eager, and nothing recompiles."""
+    model = classifier(MOBILENET, 1280).eval()
+    counter = CompileCounter()
+    compiled = torch.compile(model, backend=counter, dynamic=False)
+    inputs = {size: torch.rand(1, 3, size, size) for size in (32, 26, 24)}
+    with torch.no_grad():
+        for x in inputs.values():
+            compiled(x, mode='tensor')
+        assert counter.frame_count == len(inputs)
+        with torch.compiler.set_stance('default',
+                                       skip_guard_eval_unsafe=True):
+            for size in (24, 32, 26, 32):
+                got = compiled(inputs[size], mode='tensor')
+                torch.testing.assert_close(
+                    got, model(inputs[size], mode='tensor'),
+                    rtol=1e-5, atol=1e-6)
+    assert counter.frame_count == len(inputs)
+
+
 def test_inductor_output_equals_eager():
     """The real compiler (C++ kernels on CPU) on a two-stage MetaResNet at an
     unseen size in ideal mode (generated kernels at a new encoding)."""
