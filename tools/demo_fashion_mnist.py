@@ -2,6 +2,7 @@
 
     make demo        # or: python tools/demo_fashion_mnist.py [--work-dir DIR] [--epochs N]
     python tools/demo_fashion_mnist.py --validation [--cfg-options KEY=VALUE ...]
+    python tools/demo_fashion_mnist.py --choices-table [--readme]   # the runs so far
 
 ``--validation`` runs the same recipe the way its choices were made: trained on the 50,000
 training images and evaluated on the 10,000 validation images held out from them (never the test
@@ -36,6 +37,9 @@ ALL_SIZES = sorted(TRAIN_SIZES + UNSEEN_SIZES, reverse=True)
 MODES = ('proxy', 'calibrated', 'data_free')
 #: Validation runs of the demo recipe and its variants (how the recipe was chosen).
 CHOICES = osp.join(REPO, 'docs', 'results', 'fashion_mnist_demo_choices.json')
+#: The README's table of CHOICES, and the command that writes it.
+CHOICES_SECTION = 'fashion_mnist_demo_choices'
+CHOICES_COMMAND = 'python tools/demo_fashion_mnist.py --choices-table --readme'
 #: An unseen size between two training sizes may be at most this many points below the lower of
 #: its two neighbours in its best mode.
 SMOOTHNESS_POINTS = 3.0
@@ -109,33 +113,68 @@ def summarise(work_dir):
         smooth=all(g <= SMOOTHNESS_POINTS for *_, g in gaps))
 
 
-def record_choice(result, work_dir):
-    """Add a validation run to CHOICES (replacing one with the same options)."""
+def recipe_of(cfg):
+    """The training choices the validation runs compared, from a config:
+    crop range, epochs, batch size, learning rate and sizes sampled per
+    image (``all``: every training size)."""
+    sampler = next(t for t in cfg.train_dataloader.dataset.pipeline
+                   if t['type'] == 'ResolutionSample')
+    return dict(crop=list(sampler['crop_ratio_range']),
+                epochs=cfg.train_cfg.max_epochs,
+                batch=cfg.train_dataloader.batch_size,
+                lr=cfg.optim_wrapper.optimizer.lr,
+                sampled_sizes=cfg.model.get('num_sampled_sizes') or 'all')
+
+
+def config_with(options):
+    """The demo config with ``--cfg-options``-style ``KEY=VALUE`` strings
+    applied (parsed as tools/train.py parses them)."""
+    from mmengine.config import Config, DictAction
+    cfg = Config.fromfile(CONFIG)
+    if options:
+        parser = argparse.ArgumentParser()
+        parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+        cfg.merge_from_dict(
+            parser.parse_args(['--cfg-options', *options]).cfg_options)
+    return cfg
+
+
+def record_choice(result, work_dir, options):
+    """Add a validation run to CHOICES with the recipe it trained
+    (replacing one with the same options)."""
     runs = []
     if osp.isfile(CHOICES):
         with open(CHOICES) as f:
             runs = json.load(f)['validation_runs']
     runs = [r for r in runs if r['options'] != result['options']]
-    runs.append(dict(result, work_dir=osp.relpath(work_dir, REPO)))
+    runs.append(dict(result, recipe=recipe_of(config_with(options)),
+                     work_dir=osp.relpath(work_dir, REPO)))
     with open(CHOICES, 'w') as f:
         json.dump(dict(validation_runs=runs), f, indent=1)
 
 
 def choices_table():
-    """Markdown: every recorded validation run of the demo recipe."""
+    """Markdown: every recorded validation run of the demo recipe, by the
+    recipe it trained; in bold the one the demo config trains now."""
     with open(CHOICES) as f:
         runs = json.load(f)['validation_runs']
-    lines = ['| variant (--cfg-options) | mean top-1, training sizes | 28 px | '
-             'largest drop between training sizes | smooth | minutes |',
-             '|---|---|---|---|---|---|']
+    chosen = recipe_of(config_with([]))
+    lines = ['| crop | epochs | batch | lr | sizes per image | mean top-1, '
+             'training sizes | 28 px | largest drop between training sizes '
+             '| smooth | minutes |', '|---' * 10 + '|']
     for r in runs:
-        options = ' '.join(o for o in r['options'] if 'split=' not in o) or \
-            '(the config)'
+        recipe = r['recipe']
         drop = max(r['gaps'], key=lambda g: g['below'])
-        lines.append(
-            f"| {options} | {r['mean_train']:.2f} | {r['at_28']:.2f} | "
-            f"{-drop['below']:+.2f} at {drop['size']} px | "
-            f"{'yes' if r['smooth'] else 'no'} | {r['wall_minutes']:.1f} |")
+        cells = [f"({recipe['crop'][0]:g}, {recipe['crop'][1]:g})",
+                 recipe['epochs'], recipe['batch'], f"{recipe['lr']:g}",
+                 recipe['sampled_sizes'], f"{r['mean_train']:.2f}",
+                 f"{r['at_28']:.2f}"]
+        if recipe == chosen:
+            cells = [f'**{cell}**' for cell in cells]
+        cells += [f"{-drop['below']:+.2f} at {drop['size']} px",
+                  'yes' if r['smooth'] else 'no',
+                  f"{r['wall_minutes']:.1f}"]
+        lines.append('| ' + ' | '.join(map(str, cells)) + ' |')
     return '\n'.join(lines)
 
 
@@ -152,9 +191,19 @@ def main():
                         help='config overrides for every step (a variant)')
     parser.add_argument('--choices-table', action='store_true',
                         help='print the recorded validation runs and exit')
+    parser.add_argument('--readme', action='store_true',
+                        help='with --choices-table: rewrite the README\'s '
+                        'table of them instead')
     args = parser.parse_args()
     if args.choices_table:
-        print(choices_table())
+        table = choices_table()
+        if not args.readme:
+            print(table)
+            return
+        sys.path.insert(0, osp.join(REPO, 'benchmarks'))
+        from generated_sections import write_section
+        write_section(osp.join(REPO, 'README.md'), CHOICES_SECTION,
+                      CHOICES_COMMAND, table)
         return
     start = time.time()
 
@@ -210,7 +259,7 @@ def main():
     with open(osp.join(args.work_dir, 'results.json'), 'w') as f:
         json.dump(result, f, indent=1)
     if args.validation:
-        record_choice(result, args.work_dir)
+        record_choice(result, args.work_dir, options[1:])
     summary = [
         '', f'Top-1 (%) on the 10,000 Fashion-MNIST {evaluated} images, one SAN '
         'model (bold: the best mode at an unseen size):', '', table, '',

@@ -1,0 +1,47 @@
+"""tools/demo_fashion_mnist.py's record of the validation runs: each run's
+recipe comes from the config it trained, and the table marks the recipe the
+demo config trains now."""
+import importlib.util
+import json
+import os.path as osp
+
+from tests.conftest import REPO
+
+
+def load_demo():
+    spec = importlib.util.spec_from_file_location(
+        'demo_fashion_mnist', osp.join(REPO, 'tools', 'demo_fashion_mnist.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_recipe_follows_the_config_and_its_options():
+    demo = load_demo()
+    assert demo.recipe_of(demo.config_with([])) == dict(
+        crop=[0.65, 1.0], epochs=10, batch=128, lr=0.1, sampled_sizes='all')
+    varied = demo.recipe_of(demo.config_with([
+        'train_dataloader.dataset.pipeline.0.crop_ratio_range=(0.5,1.0)',
+        'train_cfg.max_epochs=6', 'optim_wrapper.optimizer.lr=0.2',
+        'model.num_sampled_sizes=2',
+        'train_dataloader.dataset.split=train']))
+    assert varied == dict(crop=[0.5, 1.0], epochs=6, batch=128, lr=0.2,
+                          sampled_sizes=2)
+
+
+def test_choices_table_marks_the_configs_recipe(tmp_path, monkeypatch):
+    demo = load_demo()
+    run = dict(mean_train=88.0, at_28=89.0, smooth=True, wall_minutes=9.0,
+               gaps=[dict(size=18, best=86.0, lower_neighbour=87.0,
+                          below=1.0)], options=[])
+    chosen = demo.recipe_of(demo.config_with([]))
+    other = dict(chosen, epochs=6)
+    choices = tmp_path / 'choices.json'
+    choices.write_text(json.dumps(dict(validation_runs=[
+        dict(run, recipe=other), dict(run, recipe=chosen)])))
+    monkeypatch.setattr(demo, 'CHOICES', str(choices))
+    lines = demo.choices_table().splitlines()
+    assert len(lines) == 4
+    assert lines[2].startswith('| (0.65, 1) | 6 | 128 |')
+    assert lines[3].startswith('| **(0.65, 1)** | **10** | **128** |')
+    assert lines[3].endswith('| -1.00 at 18 px | yes | 9.0 |')
