@@ -67,14 +67,8 @@ NOTEWORTHY = ('cudagraph', 'CUDAGraph', 'recompil', 'graph break',
 
 def batch_size_of(config, cfg_options):
     """The training batch size after ``cfg_options`` (``KEY=VALUE`` strings)."""
-    from mmengine.config import Config, DictAction
-    cfg = Config.fromfile(config)
-    if cfg_options:
-        parser = argparse.ArgumentParser()
-        parser.add_argument('--cfg-options', nargs='+', action=DictAction)
-        cfg.merge_from_dict(
-            parser.parse_args(['--cfg-options', *cfg_options]).cfg_options)
-    return cfg.train_dataloader.batch_size
+    from san_mm.apis.cli import config_with_options
+    return config_with_options(config, cfg_options).train_dataloader.batch_size
 
 
 def window_times(work_dir):

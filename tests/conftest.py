@@ -1,3 +1,4 @@
+import importlib.util
 import os
 
 import cv2
@@ -8,6 +9,16 @@ import san_mm  # noqa: F401  (registers modules, applies the checkpoint policy)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSES = ('red', 'green', 'blue')
+
+
+def load_script(path):
+    """``REPO/path`` (a script in tools/ or benchmarks/, which are not
+    packages) as a fresh module."""
+    name = os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def cpu_tool_env(**variables):

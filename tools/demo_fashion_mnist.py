@@ -117,8 +117,8 @@ def recipe_of(cfg):
     """The training choices the validation runs compared, from a config:
     crop range, epochs, batch size, learning rate and sizes sampled per
     image (``all``: every training size)."""
-    sampler = next(t for t in cfg.train_dataloader.dataset.pipeline
-                   if t['type'] == 'ResolutionSample')
+    from san_mm.utils import iter_transforms
+    sampler = next(iter_transforms(cfg.train_dataloader, 'ResolutionSample'))
     return dict(crop=list(sampler['crop_ratio_range']),
                 epochs=cfg.train_cfg.max_epochs,
                 batch=cfg.train_dataloader.batch_size,
@@ -127,16 +127,10 @@ def recipe_of(cfg):
 
 
 def config_with(options):
-    """The demo config with ``--cfg-options``-style ``KEY=VALUE`` strings
-    applied (parsed as tools/train.py parses them)."""
-    from mmengine.config import Config, DictAction
-    cfg = Config.fromfile(CONFIG)
-    if options:
-        parser = argparse.ArgumentParser()
-        parser.add_argument('--cfg-options', nargs='+', action=DictAction)
-        cfg.merge_from_dict(
-            parser.parse_args(['--cfg-options', *options]).cfg_options)
-    return cfg
+    """The demo config as tools/train.py reads it with ``options``
+    (``KEY=VALUE`` strings)."""
+    from san_mm.apis.cli import config_with_options
+    return config_with_options(CONFIG, options)
 
 
 def record_choice(result, work_dir, options):

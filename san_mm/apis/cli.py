@@ -35,6 +35,22 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
 
+def config_with_options(config: str, options) -> Config:
+    """The config at path ``config`` with ``options`` applied as the tools'
+    ``--cfg-options`` applies them: ``KEY=VALUE`` strings, parsed by the same
+    ``DictAction`` and merged with the size overrides carried along. For
+    scripts that need what a tool run with those options trains (e.g. its
+    batch size) without running it."""
+    cfg = Config.fromfile(config)
+    if options:
+        parser = argparse.ArgumentParser()
+        parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+        parsed = parser.parse_args(['--cfg-options', *options]).cfg_options
+        cfg.merge_from_dict(parsed)
+        apply_size_overrides(cfg, parsed)
+    return cfg
+
+
 def load_config(args) -> Config:
     """Read the config and apply the arguments shared by train and test."""
     if 'LOCAL_RANK' not in os.environ:

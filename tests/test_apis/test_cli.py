@@ -3,7 +3,7 @@ import argparse
 import pytest
 import torch
 
-from san_mm.apis.cli import train_config
+from san_mm.apis.cli import config_with_options, train_config
 
 
 def train_args(config, **overrides):
@@ -29,3 +29,20 @@ def test_cuda_graph_flag_without_a_gpu_fails_before_anything_is_built(
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     with pytest.raises(ValueError, match='--cuda-graph .* needs a GPU'):
         train_config(train_args(tiny_config, cuda_graph=True))
+
+
+def test_config_with_options_reads_what_the_tools_train(tiny_config):
+    """``KEY=VALUE`` strings as ``--cfg-options`` applies them: parsed values
+    (tuples, ints), list-index keys, and a top-level size override carried to
+    the loops as tools/train.py carries it."""
+    cfg = config_with_options(tiny_config, [
+        'train_dataloader.batch_size=3', 'test_sizes=[30,26]',
+        'train_dataloader.dataset.pipeline.1.crop_ratio_range=(0.7,1.0)'])
+    plain = train_config(train_args(tiny_config, cfg_options=dict(
+        test_sizes=[30, 26])))
+    assert cfg.train_dataloader.batch_size == 3
+    assert cfg.test_cfg.test_sizes == plain.test_cfg.test_sizes == [30, 26]
+    assert cfg.train_dataloader.dataset.pipeline[1].crop_ratio_range == (
+        0.7, 1.0)
+    assert config_with_options(tiny_config, []).train_dataloader.batch_size \
+        == plain.train_dataloader.batch_size

@@ -1,20 +1,13 @@
 """The benchmark scripts are not a package: each test module loads the
 script it tests from benchmarks/ by path."""
-import importlib.util
-import os.path as osp
-
 import pytest
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+from tests.conftest import load_script
 
 
 def _load(name):
     """``benchmarks/<name>.py`` as a fresh module."""
-    spec = importlib.util.spec_from_file_location(
-        name, osp.join(REPO, 'benchmarks', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f'benchmarks/{name}.py')
 
 
 @pytest.fixture(scope='session')

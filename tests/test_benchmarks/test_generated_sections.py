@@ -1,21 +1,11 @@
 """Every README section a script owns holds what that script makes from
 the committed results files: no number in them is edited by hand."""
-import importlib.util
 import json
 import os.path as osp
 
 import pytest
 
-from tests.conftest import REPO
-
-
-def load_tool(name):
-    """``tools/<name>.py`` as a module (scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        name, osp.join(REPO, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.conftest import REPO, load_script
 
 
 def builders(load):
@@ -29,7 +19,7 @@ def builders(load):
         'fashion_mnist_converged': lambda: converged.readme_section(converged_data),
         'fashion_mnist_reproduction': load('fashion_mnist_reproduction').readme_tables,
         'fashion_mnist_finetune': load('fashion_mnist_finetune').readme_tables,
-        'fashion_mnist_demo_choices': load_tool('demo_fashion_mnist').choices_table,
+        'fashion_mnist_demo_choices': load_script('tools/demo_fashion_mnist.py').choices_table,
     })
     return made, load('generated_sections')
 

@@ -1,19 +1,13 @@
 """tools/demo_fashion_mnist.py's record of the validation runs: each run's
 recipe comes from the config it trained, and the table marks the recipe the
 demo config trains now."""
-import importlib.util
 import json
-import os.path as osp
 
-from tests.conftest import REPO
+from tests.conftest import load_script
 
 
 def load_demo():
-    spec = importlib.util.spec_from_file_location(
-        'demo_fashion_mnist', osp.join(REPO, 'tools', 'demo_fashion_mnist.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('tools/demo_fashion_mnist.py')
 
 
 def test_recipe_follows_the_config_and_its_options():
