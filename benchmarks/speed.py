@@ -1041,7 +1041,8 @@ def main():
                         'tell the compiled graphs apart, once every shape is '
                         "compiled (skip: torch.compiler.set_stance's "
                         'skip_guard_eval_unsafe, for serving a model that no '
-                        'longer changes), or both in the same rounds')
+                        'longer changes), or both (one after the other for '
+                        'each row, in the same process)')
     parser.add_argument('--compile-part', default='model',
                         choices=['model', 'backbone'],
                         help='compiled rows: compile and time the whole '
