@@ -58,6 +58,10 @@ COMPILED_CPU = [
     ('fourth run: + inductor freezing', 'speed_compiled_steady_cpu.json', 'compiled+frozen', 1),
     ('fourth run: + freezing, **guards skipped** (steady state)', 'speed_compiled_steady_cpu.json',
      'compiled+frozen skip-guard-eval', 1),
+    ('diagnosis, `MALLOC_MMAP_THRESHOLD_=131072`: + freezing', 'speed_compiled_steady_mmap_cpu.json',
+     'compiled+frozen', 1),
+    ('diagnosis, `MALLOC_MMAP_THRESHOLD_=131072`: + freezing, guards skipped',
+     'speed_compiled_steady_mmap_cpu.json', 'compiled+frozen skip-guard-eval', 1),
 ]
 TRAIN_RUNS = [('eager', 'speed_train_b64_cuda.json'),
               ('eager', 'speed_train_b64_h200_cuda.json'),
