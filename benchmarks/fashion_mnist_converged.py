@@ -41,7 +41,7 @@ import numpy as np
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from generated_sections import begin_marker, end_marker, replace_section  # noqa: E402
+from generated_sections import begin_marker, end_marker, write_section  # noqa: E402
 
 CONFIGS = osp.join(REPO, 'configs', 'fashion_mnist')
 RESULTS = osp.join(REPO, 'docs', 'results', 'fashion_mnist_converged.json')
@@ -743,18 +743,11 @@ def write_tables(data):
             '## Choices, made on the validation split', '', choices_section(data), '']
     with open(osp.join(out_dir, 'fashion_mnist_converged.md'), 'w') as f:
         f.write('\n'.join(body))
-    with open(README) as f:
-        readme = f.read()
+    print(f'wrote {out_dir}/fashion_mnist_converged.md and plots')
     try:
-        readme = replace_section(readme, README_SECTION, README_COMMAND,
-                                 readme_section(data))
+        write_section(README, README_SECTION, README_COMMAND, readme_section(data))
     except KeyError as missing:
-        print(f'wrote {out_dir}/fashion_mnist_converged.md and plots; README section '
-              f'absent: {missing}')
-        return
-    with open(README, 'w') as f:
-        f.write(readme)
-    print(f'wrote {out_dir}/fashion_mnist_converged.md and plots; README section updated')
+        print(f'README section absent: {missing}')
 
 
 def main():
