@@ -1,5 +1,7 @@
 import importlib.util
 import os
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -29,6 +31,24 @@ def cpu_tool_env(**variables):
     computed here on the CPU; on a GPU, TF32 convolutions and atomic
     reductions would change the last bits."""
     return dict(os.environ, CUDA_VISIBLE_DEVICES='', **variables)
+
+
+def run_tool(tool, *args, env=None, check=True):
+    """Run ``tools/<tool>`` with ``args`` in a subprocess from the repository
+    root, on the CPU unless ``env`` says otherwise (:func:`cpu_tool_env`).
+
+    Returns:
+        tuple: ``(returncode, log)``, the log being stdout then stderr. With
+        ``check`` a non-zero return code fails the test, showing the end of
+        the log.
+    """
+    out = subprocess.run([sys.executable, os.path.join(REPO, 'tools', tool),
+                          *map(str, args)], capture_output=True, text=True,
+                         cwd=REPO, env=env or cpu_tool_env())
+    log = out.stdout + out.stderr
+    if check:
+        assert out.returncode == 0, log[-4000:]
+    return out.returncode, log
 
 
 def write_image_folder(root, per_class=(8, 4), seed=0, size=40):

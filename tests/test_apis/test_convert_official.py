@@ -1,6 +1,4 @@
 """Reference (d-li14/SAN) checkpoints -> san_mm, checked against the reference's semantics."""
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -9,7 +7,7 @@ from mmpretrain.registry import MODELS
 
 from san_mm.apis.convert_official import (convert_official_state_dict,
                                           load_official)
-from tests.conftest import REPO
+from tests.conftest import REPO, run_tool
 
 SIZES = [64, 48, 32]
 ENCODINGS = [0.7, 0.525, 0.35]  # 0.7 * r / 64
@@ -203,10 +201,8 @@ def test_tool_end_to_end(tmp_path):
         "model = dict(backbone=dict(stem_channels=4, base_channels=4, "
         "train_sizes=[64, 48, 32]), head=dict(num_classes=5, in_channels=32))\n")
     dst = tmp_path / 'converted.pth'
-    out = subprocess.run([sys.executable, f'{REPO}/tools/convert_official.py',
-                          src, dst, '--arch', 'resnet18', '--config', config],
-                         capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr[-3000:]
+    run_tool('convert_official.py', src, dst, '--arch', 'resnet18',
+             '--config', config)
     converted = torch.load(dst, weights_only=True)
     assert converted['meta']['epoch'] == 120
     assert 'backbone.layer1.0.conv1.weight_residual' in converted['state_dict']

@@ -2,8 +2,6 @@
 table with the model, tools/infer.py and BudgetedInferencer pick from it (CPU)."""
 import os
 import re
-import subprocess
-import sys
 
 import mmengine
 import pytest
@@ -11,20 +9,10 @@ import torch
 
 from san_mm.apis import (BudgetedInferencer, SizeTableError, choose_size,
                          read_size_table, store_size_table)
-from tests.conftest import REPO, cpu_tool_env
+from tests.conftest import run_tool
 from tests.test_tools.test_train_test_resume import data_root_options
 
 SIZES = (32, 28, 24, 20, 18)  # training sizes 32 / 24 / 18, unseen 28 / 20
-
-
-def run_tool(tool, *args, check=True):
-    out = subprocess.run([sys.executable, os.path.join(REPO, 'tools', tool),
-                          *map(str, args)], capture_output=True, text=True,
-                         cwd=REPO, env=cpu_tool_env())
-    log = out.stdout + out.stderr
-    if check:
-        assert out.returncode == 0, log[-4000:]
-    return out.returncode, log
 
 
 @pytest.fixture(scope='module')

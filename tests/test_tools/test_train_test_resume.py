@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from tests.conftest import REPO, cpu_tool_env
+from tests.conftest import cpu_tool_env, run_tool
 
 
 def data_root_options(root):
@@ -17,21 +17,10 @@ def data_root_options(root):
                            'test_dataloader')]
 
 
-def run_tool(tool, *args, env=None):
-    """Run ``tools/<tool>`` (on the CPU unless ``env`` says otherwise);
-    its log."""
-    out = subprocess.run([sys.executable, os.path.join(REPO, 'tools', tool),
-                          *map(str, args)], capture_output=True, text=True,
-                         cwd=REPO, env=env or cpu_tool_env())
-    log = out.stdout + out.stderr
-    assert out.returncode == 0, log[-4000:]
-    return log
-
-
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory, image_folder, tiny_config):
     work_dir = tmp_path_factory.mktemp('work')
-    log = run_tool('train.py', tiny_config, '--work-dir', work_dir,
+    _, log = run_tool('train.py', tiny_config, '--work-dir', work_dir,
                    '--cfg-options', *data_root_options(image_folder))
     return work_dir, log
 
@@ -53,7 +42,7 @@ def test_train_two_epochs_logs_per_size_terms(trained):
 def test_test_sizes_override_changes_what_is_evaluated(trained, image_folder,
                                                        tiny_config):
     work_dir, _ = trained
-    log = run_tool('test.py', tiny_config, work_dir / 'epoch_2.pth',
+    _, log = run_tool('test.py', tiny_config, work_dir / 'epoch_2.pth',
                    '--work-dir', work_dir / 'test', '--cfg-options',
                    'test_sizes=[28,20]', *data_root_options(image_folder))
     assert 'accuracy/top1@28' in log and 'accuracy/top1@20' in log
@@ -68,7 +57,7 @@ def test_inference_mode_override_and_dump(trained, image_folder, tiny_config,
                                           tmp_path):
     work_dir, _ = trained
     out = tmp_path / 'preds.pkl'
-    log = run_tool('test.py', tiny_config, work_dir / 'epoch_2.pth',
+    _, log = run_tool('test.py', tiny_config, work_dir / 'epoch_2.pth',
                    '--work-dir', tmp_path, '--out', out, '--cfg-options',
                    'test_sizes=[20]', 'inference_mode=data_free',
                    *data_root_options(image_folder))
@@ -79,7 +68,7 @@ def test_inference_mode_override_and_dump(trained, image_folder, tiny_config,
 def test_resume_continues_from_last_checkpoint(trained, image_folder,
                                                tiny_config):
     work_dir, _ = trained
-    log = run_tool('train.py', tiny_config, '--work-dir', work_dir, '--resume',
+    _, log = run_tool('train.py', tiny_config, '--work-dir', work_dir, '--resume',
                    '--cfg-options', 'train_cfg.max_epochs=3',
                    *data_root_options(image_folder))
     assert 'resumed epoch: 2' in log
@@ -91,7 +80,7 @@ def test_resume_continues_from_last_checkpoint(trained, image_folder,
 def test_calibrated_mode_calibrates_once_per_unseen_size(trained, image_folder,
                                                          tiny_config, tmp_path):
     work_dir, _ = trained
-    log = run_tool('test.py', tiny_config, work_dir / 'epoch_2.pth',
+    _, log = run_tool('test.py', tiny_config, work_dir / 'epoch_2.pth',
                    '--work-dir', tmp_path, '--cfg-options',
                    'test_sizes=[28,24,20]', 'inference_mode=calibrated',
                    *data_root_options(image_folder))
@@ -105,14 +94,14 @@ def test_calibrate_once_then_reuse_from_checkpoint(trained, image_folder,
                                                    tiny_config, tmp_path):
     work_dir, _ = trained
     calibrated = tmp_path / 'calibrated.pth'
-    log = run_tool('calibrate_bn.py', tiny_config, work_dir / 'epoch_2.pth',
+    _, log = run_tool('calibrate_bn.py', tiny_config, work_dir / 'epoch_2.pth',
                    '--sizes', 28, 20, '--calibration-images', 8, '--out',
                    calibrated, '--work-dir', tmp_path / 'cal', '--cfg-options',
                    *data_root_options(image_folder))
     assert 'calibrated BN statistics for sizes [20, 28]' in log
     state = torch.load(calibrated, weights_only=True)['state_dict']
     assert 'backbone.bn1.calibrated.20.running_mean' in state
-    log = run_tool('test.py', tiny_config, calibrated, '--work-dir',
+    _, log = run_tool('test.py', tiny_config, calibrated, '--work-dir',
                    tmp_path / 'test', '--cfg-options', 'test_sizes=[28,20]',
                    'inference_mode=calibrated', *data_root_options(image_folder))
     assert 'calibrated BN statistics for size' not in log  # reused, not redone
@@ -155,7 +144,7 @@ def test_export_runs_with_mmpretrain_alone(trained, tiny_config, tmp_path):
     from mmpretrain import get_model
     work_dir, _ = trained
     out_dir = tmp_path / 'exported'
-    log = run_tool('export.py', tiny_config, work_dir / 'epoch_2.pth',
+    _, log = run_tool('export.py', tiny_config, work_dir / 'epoch_2.pth',
                    '--size', 20, '--inference-mode', 'data_free',
                    '--out-dir', out_dir)
     # The exported model holds the tensors the SAN forward uses (generated
@@ -234,13 +223,13 @@ def test_cuda_graph_training_validates_checkpoints_and_resumes(
     third epoch, which captures again in its new process."""
     work_dir = tmp_path / 'graph'
     flags = ['--cuda-graph'] + (['--amp'] if amp else [])
-    log = run_tool('train.py', tiny_config, '--work-dir', work_dir, *flags,
+    _, log = run_tool('train.py', tiny_config, '--work-dir', work_dir, *flags,
                    '--cfg-options', *data_root_options(image_folder),
                    env=dict(os.environ))
     assert 'cuda_graph_step: captured the training step' in log
     assert 'accuracy/top1@mean' in log
     assert os.path.isfile(work_dir / 'epoch_2.pth')
-    log = run_tool('train.py', tiny_config, '--work-dir', work_dir, *flags,
+    _, log = run_tool('train.py', tiny_config, '--work-dir', work_dir, *flags,
                    '--resume', '--cfg-options', 'train_cfg.max_epochs=3',
                    *data_root_options(image_folder), env=dict(os.environ))
     assert 'resumed epoch: 2' in log

@@ -2,14 +2,12 @@
 import json
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 
 import pytest
 import torch
 
-from tests.conftest import REPO, cpu_tool_env
+from tests.conftest import REPO, cpu_tool_env, run_tool
 
 # 24 training images, batch 4: 6 iterations per epoch, 3 epochs. Mid-epoch
 # checkpoints every 4 iterations (4, 8, 16; 12 is an epoch end), validation
@@ -88,11 +86,8 @@ def write_config(folder, tiny_config, image_folder, kill_at=None,
 def train(config, work_dir, *args):
     env = cpu_tool_env(PYTHONPATH=os.pathsep.join(
         [os.path.dirname(config), REPO, os.environ.get('PYTHONPATH', '')]))
-    out = subprocess.run([sys.executable, os.path.join(REPO, 'tools',
-                                                       'train.py'), config,
-                          '--work-dir', str(work_dir), *args],
-                         capture_output=True, text=True, cwd=REPO, env=env)
-    return out.returncode, out.stdout + out.stderr
+    return run_tool('train.py', config, '--work-dir', work_dir, *args,
+                    env=env, check=False)
 
 
 def final_weights(work_dir):
