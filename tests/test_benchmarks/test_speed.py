@@ -44,6 +44,49 @@ def test_summary_over_processes_is_the_median_ratio_per_row(speed):
     assert summary[1]['median_ratio'] == pytest.approx(1.0)
 
 
+def test_summary_splits_the_ratios_by_compile_order_when_both_ran(speed):
+    san_first, plain_first = ['san', 'plain'], ['plain', 'san']
+    processes = [
+        [dict(name='c', ratio=1.04, compile_order=san_first)],
+        [dict(name='c', ratio=1.00, compile_order=plain_first)],
+        [dict(name='c', ratio=1.06, compile_order=san_first)],
+        [dict(name='c', ratio=0.98, compile_order=plain_first)],
+    ]
+    row, = speed.summarise_processes(processes)
+    assert row['median_ratio'] == pytest.approx(1.02)
+    assert row['median_ratio_by_compile_order'] == {
+        'san first': pytest.approx(1.05), 'plain first': pytest.approx(0.99)}
+    # one order only: nothing to split
+    row, = speed.summarise_processes(processes[::2])
+    assert 'median_ratio_by_compile_order' not in row
+
+
+def test_alternate_compile_order_alternates_between_processes(
+        speed, monkeypatch, tmp_path):
+    import json
+    import subprocess
+    orders = []
+
+    def fake_run(command, check):
+        # the last --compile-order is the one argparse keeps
+        last = len(command) - 1 - command[::-1].index('--compile-order')
+        orders.append(command[last + 1])
+        out = command[command.index('--out', 3) + 1]
+        with open(out, 'w') as f:
+            json.dump(dict(machine='m', rows=[]), f)
+    monkeypatch.setattr(subprocess, 'run', fake_run)
+    monkeypatch.setattr(speed.sys, 'argv', [
+        'speed.py', '--only', 'compiled', '--compile-order', 'alternate'])
+    args = argparse.Namespace(processes=4, compile_order='alternate',
+                              out=str(tmp_path / 'out.json'))
+    speed.run_processes(args)
+    assert orders == ['san-first', 'plain-first', 'san-first', 'plain-first']
+    assert speed.compile_order(argparse.Namespace(
+        compile_order='plain-first')) == ('plain', 'san')
+    assert speed.compile_order(argparse.Namespace(
+        compile_order='alternate')) == ('san', 'plain')
+
+
 def test_without_a_control_only_the_san_row(speed, monkeypatch, capsys):
     monkeypatch.setattr(speed, 'measure', lambda fn, min_run_time: fn())
     args = argparse.Namespace(repeats=2, min_run_time=0.0)
