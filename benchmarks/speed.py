@@ -27,7 +27,9 @@ until the run ends), so a run stopped by a timeout keeps what it measured.
               where weights no longer change); --compile-mode reduce-overhead adds CUDA graphs;
               --guard-eval skip / both: also with dynamo's per-call guards cut to those that
               tell the cached graphs apart (torch.compiler.set_stance(skip_guard_eval_unsafe=
-              True), after every shape is compiled: serving a model that no longer changes)
+              True), after every shape is compiled: serving a model that no longer changes);
+              --compile-order alternate: SAN compiles first in every other process of
+              --processes, the plain model in the rest (the summary gives both medians)
   aoti        the same through torch.export + AOTInductor (no dynamo, so no guards per call;
               weights folded once when the package loads): the deployment path at batch 1
   cudagraph   (CUDA) the eager forwards captured in a CUDA graph and replayed: one launch per
