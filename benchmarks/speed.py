@@ -1001,7 +1001,8 @@ def run_processes(args):
 
 def summarise_processes(processes):
     """Per row name (in first-process order): its ratio in every process and
-    their median."""
+    their median; for a compiled row that ran in both compile orders
+    (``--compile-order alternate``), also the median of each order."""
     ratios, by_order = {}, {}
     for rows in processes:
         for row in rows:
