@@ -106,6 +106,13 @@ def card(machine):
     return found.group(1) if found else 'CPU'
 
 
+def source(machine, name, processes=None):
+    """A row's 'machine, file' cell: 'H200, `speed_x.json`' (and how many
+    processes, for a ``--processes N`` file)."""
+    return f'{card(machine)}, `{name}`' + (
+        f', {processes} processes' if processes else '')
+
+
 def entries(data):
     """The rows of a results file, each ``dict(name, ratio, ratios, san,
     plain)``: one process's rows (``ratios`` None; ``san`` / ``plain`` its
@@ -180,8 +187,8 @@ def grid_table(title, columns, specs, times=None, against_control=False):
         found = sized_rows(data, kind, batch)
         cells = [ratio_cell(found[c][0], times) if c in found else ''
                  for c in columns]
-        where = f'{card(data.get("machine"))}, `{name}`' + (
-            f', {len(data["processes"])} processes' if 'processes' in data else '')
+        where = source(data.get('machine'), name,
+                       len(data['processes']) if 'processes' in data else None)
         lines.append(f'| {what} | {where} | ' + ' | '.join(cells) + ' |')
         controls = [ratio_cell(found[c][1]) if c in found and found[c][1] else ''
                     for c in columns]
@@ -227,7 +234,7 @@ def train_cpu_table():
         cell = (f'{memory["ratio"]:.3f}× ({memory["san"] / 2**20:.0f} vs '
                 f'{memory["plain"] / 2**20:.0f} MiB)') if memory else ''
         lines.append(f'| {ARCHS.get(match["arch"], match["arch"])}, {match["mode"]} | '
-                     f'{card(data.get("machine"))}, `speed_train_cpu.json` | '
+                     f'{source(data.get("machine"), "speed_train_cpu.json")} | '
                      f'{entry["ratio"]:.3f}× | {cell} |')
     return '\n'.join(lines)
 
@@ -237,7 +244,7 @@ def train_table():
              + ' | '.join(PRECISIONS) + ' |', '|---|---|' + '---|' * len(PRECISIONS)]
     for how, name in TRAIN_RUNS:
         data = load(name)
-        where = f'{card(data["machine"])}, `{name}`'
+        where = source(data['machine'], name)
         modes, batched = {}, {}
         for entry in entries(data):
             match = TRAIN_ROW.match(entry['name'].strip())
@@ -264,7 +271,7 @@ def fmnist_table():
     for name in FMNIST_RUNS:
         data = load(name)
         for run in data.get('runs', [data]):
-            where = f'{card(run["machine"])}, `{name}`'
+            where = source(run['machine'], name)
             for result in run['results']:
                 if result.get('iteration_seconds') is None:
                     continue

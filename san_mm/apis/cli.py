@@ -45,10 +45,17 @@ def config_with_options(config: str, options) -> Config:
     if options:
         parser = argparse.ArgumentParser()
         parser.add_argument('--cfg-options', nargs='+', action=DictAction)
-        parsed = parser.parse_args(['--cfg-options', *options]).cfg_options
-        cfg.merge_from_dict(parsed)
-        apply_size_overrides(cfg, parsed)
+        merge_cfg_options(
+            cfg, parser.parse_args(['--cfg-options', *options]).cfg_options)
     return cfg
+
+
+def merge_cfg_options(cfg: Config, options: dict) -> None:
+    """Merge parsed ``--cfg-options`` into ``cfg`` and carry a top-level
+    ``test_sizes`` / ``train_sizes`` / ``inference_mode`` to the loops,
+    backbone and pipelines, as tools/train.py and tools/test.py do."""
+    cfg.merge_from_dict(options)
+    apply_size_overrides(cfg, options)
 
 
 def load_config(args) -> Config:
@@ -58,8 +65,7 @@ def load_config(args) -> Config:
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-        apply_size_overrides(cfg, args.cfg_options)
+        merge_cfg_options(cfg, args.cfg_options)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
