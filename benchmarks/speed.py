@@ -29,7 +29,9 @@ until the run ends), so a run stopped by a timeout keeps what it measured.
               tell the cached graphs apart (torch.compiler.set_stance(skip_guard_eval_unsafe=
               True), after every shape is compiled: serving a model that no longer changes);
               --compile-order alternate: SAN compiles first in every other process of
-              --processes, the plain model in the rest (the summary gives both medians)
+              --processes, the plain model in the rest (the summary gives both medians);
+              --san-without-guards GROUP: SAN compiled without that group of its guards
+              (a diagnosis: what the group costs per call)
   aoti        the same through torch.export + AOTInductor (no dynamo, so no guards per call;
               weights folded once when the package loads): the deployment path at batch 1
   cudagraph   (CUDA) the eager forwards captured in a CUDA graph and replayed: one launch per
@@ -37,7 +39,8 @@ until the run ends), so a run stopped by a timeout keeps what it measured.
   dynamo      what torch.compile adds around the graph per call (guards, input prologue),
               both compiled with a backend whose graph returns precomputed outputs; warm
               (back to back) and cold (--evict-mib of memory written before each call, as a
-              real forward's convolutions do); batch 1
+              real forward's convolutions do); batch 1; --guard-attribution: also SAN without
+              each of its own guard groups, to see what each costs per call
   placement   the batch-1 convolutions alone, with SAN's cached kernels, with the plain model's
               weights and with fresh clones of those weights (equal values; only where the tensor
               was allocated differs): whether a gap in the inference rows is SAN's or the
@@ -261,8 +264,7 @@ def bench_compiled(args):
     from san_mm.engine.compile import allow_graphs
     rows = []
     allow_graphs(6 * len(args.sizes) * len(args.batches))
-    variants = dict(none=[False], both=[False, True],
-                    only=[True])[args.freeze]
+    variants = freeze_variants(args)
     guard_modes = dict(full=[False], both=[False, True],
                        skip=[True])[args.guard_eval]
     whole = args.compile_part == 'model'
@@ -297,13 +299,16 @@ def bench_compiled(args):
             inductor_config.freezing = freeze
             torch._dynamo.reset()
             options = dict(dynamic=False, mode=args.compile_mode)
-            compiled_san = torch.compile(part(san), **options)
+            compiled_san = torch.compile(
+                part(san), **options, **without_guards(args.san_without_guards))
             compiled_plain = torch.compile(part(plain), **options)
             compiled_copy = (torch.compile(part(plain_copy), **options)
                              if args.control else None)
             label = ('compiled+frozen' if freeze else 'compiled') + (
                 '' if whole else ' backbone') + (
-                    f' {args.compile_mode}' if args.compile_mode else '')
+                    f' {args.compile_mode}' if args.compile_mode else '') + (
+                        f', SAN without {SAN_GUARD_GROUPS[args.san_without_guards][0]}'
+                        ' guards' if args.san_without_guards else '')
             for size in args.sizes:
                 for batch in args.batches:
                     x = torch.rand(batch, 3, size, size, device=args.device)
@@ -342,6 +347,11 @@ def bench_compiled(args):
                         rows += found
             inductor_config.freezing = False
     return rows
+
+
+def freeze_variants(args):
+    """Inductor freezing off, on, or both in turn (--freeze)."""
+    return dict(none=[False], both=[False, True], only=[True])[args.freeze]
 
 
 def compile_order(args):
@@ -557,6 +567,61 @@ def bench_placement(args):
     return rows
 
 
+# SAN's own guard groups, by the source a guard reads (dynamo's guard names):
+# what each costs per call shows when SAN is compiled without it
+# (--guard-attribution, --san-without-guards). Leaving guards out is unsafe
+# (a changed tensor or setting would not recompile): a diagnosis only.
+SAN_GUARD_GROUPS = {
+    'sets': ("its private BNs' sets (path and tensors)",
+             lambda name: "._modules['sets']" in name or '._set_keys' in name),
+    'scale-context': ('scale_context on every layer',
+                      lambda name: '.scale_context' in name),
+    'residual': ('the residual kernels A',
+                 lambda name: "['weight_residual']" in name),
+}
+
+
+def without_guards(group):
+    """torch.compile options leaving SAN_GUARD_GROUPS[group]'s guards out
+    (no options for None)."""
+    if group is None:
+        return {}
+    _, in_group = SAN_GUARD_GROUPS[group]
+    return dict(options=dict(guard_filter_fn=lambda entries: [
+        not in_group(entry.name) for entry in entries]))
+
+
+def outputs_only_call(model, x, torch, drop=None):
+    """``model`` compiled (dynamic=False) with a backend whose graph returns
+    the outputs it computed when compiled: calling it costs what dynamo
+    adds around a graph and nothing else. ``drop`` (guard name -> bool)
+    leaves those guards out (torch.compile's guard_filter_fn).
+
+    Returns:
+        tuple: (call without autograd, number of guards, number kept).
+    """
+    graphs, counted = [], {}
+
+    def outputs_only(gm, inputs):
+        outputs = gm(*inputs)
+        graphs.append(gm)
+        return lambda *_: outputs
+
+    def guard_filter(entries):
+        keep = [drop is None or not drop(entry.name) for entry in entries]
+        counted.update(guards=len(keep), kept=sum(keep))
+        return keep
+
+    compiled = torch.compile(model, dynamic=False, backend=outputs_only,
+                             options=dict(guard_filter_fn=guard_filter))
+    with torch.no_grad():
+        compiled(x, mode='tensor')
+    if len(graphs) != 1:
+        raise AssertionError(f'{type(model).__name__} compiled into '
+                             f'{len(graphs)} graphs, expected 1')
+    return forward_of(compiled, x), counted['guards'], counted['kept']
+
+
 def bench_dynamo(args):
     """What torch.compile adds around the graph on every call (guards, the
     prologue that gathers the graph's inputs, SAN's scale-state update),
@@ -564,34 +629,42 @@ def bench_dynamo(args):
     precomputed outputs, so the time is dynamo's alone. 'warm' repeats the
     call back to back; 'cold' first writes --evict-mib of memory, as the
     convolutions of a real forward do, so the guards read the modules from
-    main memory."""
+    main memory. With --guard-attribution, also SAN compiled without each
+    of its own guard groups (SAN_GUARD_GROUPS) against the plain model
+    with all of its guards: what each group costs per call."""
+    import torch._inductor.config as inductor_config
     rows = []
+    groups = [('', None)]
+    if args.guard_attribution:
+        groups += [(f', SAN without {what} guards', drop)
+                   for what, drop in SAN_GUARD_GROUPS.values()]
     for arch in args.archs:
         san, plain, torch = san_and_plain(arch, args.device)
         for size in args.sizes:
             x = torch.rand(1, 3, size, size, device=args.device)
-            calls = {}
-            for name, model in (('san', san), ('plain', plain)):
-                torch._dynamo.reset()
-                graphs = []
-
-                def outputs_only(gm, inputs, graphs=graphs):
-                    outputs = gm(*inputs)
-                    graphs.append(gm)
-                    return lambda *_: outputs
-
-                compiled = torch.compile(model, dynamic=False,
-                                         backend=outputs_only)
-                with torch.no_grad():
-                    compiled(x, mode='tensor')
-                if len(graphs) != 1:
-                    raise AssertionError(f'{name} {arch} compiled into '
-                                         f'{len(graphs)} graphs, expected 1')
-                calls[name] = forward_of(compiled, x)
-            rows.append(compare(f'dynamo per call, warm {arch} r={size}',
-                                calls['san'], calls['plain'], args))
-            rows.append(compare_cold(f'dynamo per call, cold {arch} r={size}',
-                                     calls['san'], calls['plain'], args))
+            for freeze in freeze_variants(args):
+                # frozen (no grad), dynamo guards parameters by identity
+                # instead of by their tensor properties, as in deployment
+                inductor_config.freezing = freeze
+                for label, drop in groups:
+                    # one cache entry per frame: none left from another
+                    # backend to be checked first on every call
+                    torch._dynamo.reset()
+                    plain_call, plain_guards, _ = outputs_only_call(
+                        plain, x, torch)
+                    san_call, san_guards, kept = outputs_only_call(
+                        san, x, torch, drop)
+                    guards = dict(san=san_guards, san_kept=kept,
+                                  plain=plain_guards)
+                    for kind, bench in (('warm', compare),
+                                        ('cold', compare_cold)):
+                        row = bench(
+                            f'dynamo per call, {kind}'
+                            f'{", frozen" if freeze else ""}{label} {arch} '
+                            f'r={size}', san_call, plain_call, args)
+                        row['guards'] = guards
+                        rows.append(row)
+                inductor_config.freezing = False
     return rows
 
 
@@ -1063,8 +1136,8 @@ def main():
                         '(Timer.blocked_autorange)')
     parser.add_argument('--freeze', nargs='?', const='both', default='none',
                         choices=['none', 'both', 'only'],
-                        help='compiled rows also (--freeze) or only '
-                        '(--freeze only) with inductor freezing')
+                        help='compiled and dynamo rows also (--freeze) or '
+                        'only (--freeze only) with inductor freezing')
     parser.add_argument('--compile-mode', default=None,
                         choices=['default', 'reduce-overhead',
                                  'max-autotune', 'max-autotune-no-cudagraphs'],
@@ -1088,6 +1161,15 @@ def main():
                         'plain model against a copy of itself (an A/A control: '
                         'how far from 1 a ratio drifts on this machine when '
                         'the models are the same)')
+    parser.add_argument('--san-without-guards', choices=list(SAN_GUARD_GROUPS),
+                        help='compiled rows: SAN compiled without one group '
+                        'of its own guards (unsafe: a diagnosis of what the '
+                        'group costs per call, not a way to serve)')
+    parser.add_argument('--guard-attribution', action='store_true',
+                        help='dynamo rows: also SAN compiled without each of '
+                        'its own guard groups (its private BNs\' sets, the '
+                        'scale context, the residual kernels), against the '
+                        'plain model with all of its guards')
     parser.add_argument('--evict-mib', type=int, default=16,
                         help="memory written before each 'cold' dynamo call")
     parser.add_argument('--compile-order', default='san-first',
@@ -1106,6 +1188,10 @@ def main():
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--out', help='write all rows as JSON')
     args = parser.parse_args()
+    if args.san_without_guards and args.compile_mode:
+        parser.error('--san-without-guards passes torch.compile options, '
+                     'which torch.compile refuses together with a mode: '
+                     f'drop --compile-mode {args.compile_mode}')
     if args.processes > 1:
         return run_processes(args)
 

@@ -63,11 +63,17 @@ COMPILED_CPU = [
      'compiled+frozen', 1),
     ('fifth run (compile order alternated): + freezing, **guards skipped**',
      'speed_compiled_order_cpu.json', 'compiled+frozen skip-guard-eval', 1),
+    ('sixth run: + freezing', 'speed_compiled_with_set_guards_cpu.json', 'compiled+frozen', 1),
+    ("diagnosis, sixth run: + freezing, SAN compiled without its private BNs' set guards (unsafe)",
+     'speed_compiled_without_set_guards_cpu.json',
+     "compiled+frozen, SAN without its private BNs' sets (path and tensors) guards", 1),
     ('diagnosis, `MALLOC_MMAP_THRESHOLD_=131072`: + freezing', 'speed_compiled_steady_mmap_cpu.json',
      'compiled+frozen', 1),
     ('diagnosis, `MALLOC_MMAP_THRESHOLD_=131072`: + freezing, guards skipped',
      'speed_compiled_steady_mmap_cpu.json', 'compiled+frozen skip-guard-eval', 1),
 ]
+# dynamo rows (benchmarks/speed.py --only dynamo): every kind in a file, in its order
+DYNAMO_CPU = ['speed_dynamo_cpu.json', 'speed_dynamo_guard_groups_cpu.json']
 TRAIN_RUNS = [('eager', 'speed_train_b64_cuda.json'),
               ('eager', 'speed_train_b64_h200_cuda.json'),
               ('CUDA graphs', 'speed_train_b64_cuda_graph_h200_cuda.json')]
@@ -87,6 +93,8 @@ FMNIST_VARIANTS = {
 
 SIZED_ROW = re.compile(r'^(?P<kind>.*?),? ?(?P<arch>' + '|'.join(ARCHS)
                        + r') r=(?P<size>\d+) b=(?P<batch>\d+)$')
+DYNAMO_ROW = re.compile(r'^dynamo per call, (?P<kind>.+) (?P<arch>' + '|'.join(ARCHS)
+                        + r') r=(?P<size>\d+)$')
 TRAIN_ROW = re.compile(r'^train step (?P<arch>\w+) K=\d+ b=(?P<batch>\d+) '
                        r'(?:(?P<precision>fp32|fp16|bf16) )?(?:cuda graph )?'
                        r'(?P<mode>.+)$')
@@ -224,6 +232,31 @@ def compiled_cpu_table():
                       against_control=True)
 
 
+def dynamo_cpu_table():
+    """A row per kind of dynamo row (warm / cold, frozen, SAN without one
+    of its guard groups), in each file's order; cells SAN / plain with
+    both medians in microseconds."""
+    lines = ["| what `torch.compile` adds per call (graph returning precomputed outputs), "
+             "SAN / plain (SAN / plain µs) | machine, file | "
+             + ' | '.join(f'{ARCHS[a]} r={s}' for a, s in COMPILED_COLUMNS) + ' |',
+             '|---|---|' + '---|' * len(COMPILED_COLUMNS)]
+    for name in DYNAMO_CPU:
+        data = load(name)
+        kinds = {}
+        for entry in entries(data):
+            match = DYNAMO_ROW.match(entry['name'].strip())
+            if match:
+                column = (match['arch'], int(match['size']))
+                kinds.setdefault(match['kind'], {})[column] = entry
+        for kind, found in kinds.items():
+            cells = [f'{found[c]["ratio"]:.3f} ({found[c]["san"] * 1e6:.0f} / '
+                     f'{found[c]["plain"] * 1e6:.0f})' if c in found else ''
+                     for c in COMPILED_COLUMNS]
+            lines.append(f'| {kind} | {source(data.get("machine"), name)} | '
+                         + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
 def train_cpu_table():
     data = load('speed_train_cpu.json')
     lines = ['| five sizes, batch 8: SAN step / five plain steps | machine, file | time | '
@@ -285,7 +318,8 @@ def fmnist_table():
 
 
 TABLES = {'speed-cpu-inference': inference_cpu_table, 'speed-cpu-train': train_cpu_table,
-          'speed-cpu-compiled': compiled_cpu_table, 'speed-gpu-batch1': batch1_table,
+          'speed-cpu-compiled': compiled_cpu_table, 'speed-cpu-dynamo': dynamo_cpu_table,
+          'speed-gpu-batch1': batch1_table,
           'speed-gpu-train': train_table, 'speed-gpu-fmnist': fmnist_table}
 
 

@@ -266,3 +266,54 @@ def test_count_ops_counts_what_computes(speed):
         lambda: (x + 1).view(-1).mul_(2).unsqueeze(0).sum())
     # the views (view, unsqueeze) launch nothing and are not counted
     assert counts == {'aten.add': 1, 'aten.mul_': 1, 'aten.sum': 1}
+
+
+@pytest.mark.parametrize('frozen', [False, True])
+def test_guard_groups_are_sans_own_and_leaving_one_out_keeps_the_rest(
+        speed, frozen):
+    """--guard-attribution: each SAN guard group names guards that SAN's
+    compiled forward has and the plain model's has not; compiled without
+    it, SAN keeps every other guard and still runs as one graph."""
+    import torch
+    import torch._inductor.config as inductor_config
+    with inductor_config.patch(freezing=frozen):
+        _check_guard_groups(speed, torch)
+
+
+def _check_guard_groups(speed, torch):
+    san, plain = _tiny_san_and_plain()
+    x = torch.rand(1, 3, 24, 24)
+    torch._dynamo.reset()
+    _, plain_guards, plain_kept = speed.outputs_only_call(
+        plain, x, torch, drop=lambda name: any(
+            in_group(name) for _, in_group in speed.SAN_GUARD_GROUPS.values()))
+    assert plain_kept == plain_guards > 0  # no plain guard is in a group
+    _, all_guards, kept = speed.outputs_only_call(san, x, torch)
+    assert kept == all_guards
+    for group, in_group in speed.SAN_GUARD_GROUPS.values():
+        torch._dynamo.reset()
+        names = []
+        call, guards, kept = speed.outputs_only_call(
+            san, x, torch,
+            drop=lambda name: names.append(name) or in_group(name))
+        assert guards == all_guards == len(names)
+        assert 0 < guards - kept == sum(map(in_group, names)), group
+        call()  # runs from the cache: another graph would raise
+
+
+def test_without_guards_filters_only_that_group(speed, monkeypatch, capsys):
+    from types import SimpleNamespace
+    assert speed.without_guards(None) == {}
+    keep = speed.without_guards('sets')['options']['guard_filter_fn']
+    names = ["L['self']._modules['bn']._modules['sets']._modules['4'].eps",
+             "L['self']._modules['bn']._set_keys",
+             "L['self']._modules['conv']._parameters['weight_residual']",
+             "L['self']._modules['bn'].scale_context"]
+    assert keep([SimpleNamespace(name=n) for n in names]) == [
+        False, False, True, True]
+    monkeypatch.setattr('sys.argv', [
+        'speed.py', '--only', 'compiled', '--san-without-guards', 'sets',
+        '--compile-mode', 'reduce-overhead'])
+    with pytest.raises(SystemExit):
+        speed.main()
+    assert 'drop --compile-mode reduce-overhead' in capsys.readouterr().err
