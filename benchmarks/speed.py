@@ -581,14 +581,25 @@ SAN_GUARD_GROUPS = {
 }
 
 
+def guard_filter(drop=None, counted=None):
+    """A torch.compile ``guard_filter_fn`` keeping every guard whose name
+    ``drop`` (name -> bool) does not match; ``counted`` (a dict), if given,
+    receives how many guards there were and how many were kept."""
+    def keep(entries):
+        kept = [drop is None or not drop(entry.name) for entry in entries]
+        if counted is not None:
+            counted.update(guards=len(kept), kept=sum(kept))
+        return kept
+    return keep
+
+
 def without_guards(group):
     """torch.compile options leaving SAN_GUARD_GROUPS[group]'s guards out
     (no options for None)."""
     if group is None:
         return {}
-    _, in_group = SAN_GUARD_GROUPS[group]
-    return dict(options=dict(guard_filter_fn=lambda entries: [
-        not in_group(entry.name) for entry in entries]))
+    return dict(options=dict(
+        guard_filter_fn=guard_filter(SAN_GUARD_GROUPS[group][1])))
 
 
 def outputs_only_call(model, x, torch, drop=None):
@@ -607,13 +618,9 @@ def outputs_only_call(model, x, torch, drop=None):
         graphs.append(gm)
         return lambda *_: outputs
 
-    def guard_filter(entries):
-        keep = [drop is None or not drop(entry.name) for entry in entries]
-        counted.update(guards=len(keep), kept=sum(keep))
-        return keep
-
-    compiled = torch.compile(model, dynamic=False, backend=outputs_only,
-                             options=dict(guard_filter_fn=guard_filter))
+    compiled = torch.compile(
+        model, dynamic=False, backend=outputs_only,
+        options=dict(guard_filter_fn=guard_filter(drop, counted)))
     with torch.no_grad():
         compiled(x, mode='tensor')
     if len(graphs) != 1:
@@ -643,28 +650,33 @@ def bench_dynamo(args):
         for size in args.sizes:
             x = torch.rand(1, 3, size, size, device=args.device)
             for freeze in freeze_variants(args):
-                # frozen (no grad), dynamo guards parameters by identity
-                # instead of by their tensor properties, as in deployment
-                inductor_config.freezing = freeze
                 for label, drop in groups:
-                    # one cache entry per frame: none left from another
-                    # backend to be checked first on every call
-                    torch._dynamo.reset()
-                    plain_call, plain_guards, _ = outputs_only_call(
-                        plain, x, torch)
-                    san_call, san_guards, kept = outputs_only_call(
-                        san, x, torch, drop)
-                    guards = dict(san=san_guards, san_kept=kept,
-                                  plain=plain_guards)
-                    for kind, bench in (('warm', compare),
-                                        ('cold', compare_cold)):
-                        row = bench(
-                            f'dynamo per call, {kind}'
+                    # frozen (no grad), dynamo guards parameters by identity
+                    # instead of by their tensor properties, as in deployment
+                    with inductor_config.patch(freezing=freeze):
+                        rows += dynamo_rows(
                             f'{", frozen" if freeze else ""}{label} {arch} '
-                            f'r={size}', san_call, plain_call, args)
-                        row['guards'] = guards
-                        rows.append(row)
-                inductor_config.freezing = False
+                            f'r={size}', san, plain, x, drop, args)
+    return rows
+
+
+def dynamo_rows(what, san, plain, x, drop, args):
+    """Warm and cold rows of dynamo's per-call work, SAN (without the guards
+    ``drop`` matches) vs plain, each row with the guard counts."""
+    import torch
+
+    # one cache entry per frame: none left from another backend to be
+    # checked first on every call
+    torch._dynamo.reset()
+    plain_call, plain_guards, _ = outputs_only_call(plain, x, torch)
+    san_call, san_guards, kept = outputs_only_call(san, x, torch, drop)
+    rows = []
+    for kind, bench in (('warm', compare), ('cold', compare_cold)):
+        row = bench(f'dynamo per call, {kind}{what}', san_call, plain_call,
+                    args)
+        row['guards'] = dict(san=san_guards, san_kept=kept,
+                             plain=plain_guards)
+        rows.append(row)
     return rows
 
 
