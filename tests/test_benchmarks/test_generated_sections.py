@@ -14,7 +14,7 @@ def builders(load):
     converged = load('fashion_mnist_converged')
     with open(converged.RESULTS) as f:
         converged_data = json.load(f)
-    made = {name: table for name, table in speed.TABLES.items()}
+    made = dict(speed.TABLES)
     made.update({
         'fashion_mnist_converged': lambda: converged.readme_section(converged_data),
         'fashion_mnist_reproduction': load('fashion_mnist_reproduction').readme_tables,

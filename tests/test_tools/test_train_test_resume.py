@@ -21,7 +21,7 @@ def data_root_options(root):
 def trained(tmp_path_factory, image_folder, tiny_config):
     work_dir = tmp_path_factory.mktemp('work')
     _, log = run_tool('train.py', tiny_config, '--work-dir', work_dir,
-                   '--cfg-options', *data_root_options(image_folder))
+                      '--cfg-options', *data_root_options(image_folder))
     return work_dir, log
 
 
@@ -43,8 +43,8 @@ def test_test_sizes_override_changes_what_is_evaluated(trained, image_folder,
                                                        tiny_config):
     work_dir, _ = trained
     _, log = run_tool('test.py', tiny_config, work_dir / 'epoch_2.pth',
-                   '--work-dir', work_dir / 'test', '--cfg-options',
-                   'test_sizes=[28,20]', *data_root_options(image_folder))
+                      '--work-dir', work_dir / 'test', '--cfg-options',
+                      'test_sizes=[28,20]', *data_root_options(image_folder))
     assert 'accuracy/top1@28' in log and 'accuracy/top1@20' in log
     assert 'accuracy/top1@mean' in log
     assert 'accuracy/top1@32' not in log
@@ -58,9 +58,9 @@ def test_inference_mode_override_and_dump(trained, image_folder, tiny_config,
     work_dir, _ = trained
     out = tmp_path / 'preds.pkl'
     _, log = run_tool('test.py', tiny_config, work_dir / 'epoch_2.pth',
-                   '--work-dir', tmp_path, '--out', out, '--cfg-options',
-                   'test_sizes=[20]', 'inference_mode=data_free',
-                   *data_root_options(image_folder))
+                      '--work-dir', tmp_path, '--out', out, '--cfg-options',
+                      'test_sizes=[20]', 'inference_mode=data_free',
+                      *data_root_options(image_folder))
     assert 'size 20, data_free mode: encoding 0.4375, BN interpolate' in log
     assert os.path.isfile(tmp_path / 'preds@20.pkl')
 
@@ -69,8 +69,8 @@ def test_resume_continues_from_last_checkpoint(trained, image_folder,
                                                tiny_config):
     work_dir, _ = trained
     _, log = run_tool('train.py', tiny_config, '--work-dir', work_dir, '--resume',
-                   '--cfg-options', 'train_cfg.max_epochs=3',
-                   *data_root_options(image_folder))
+                      '--cfg-options', 'train_cfg.max_epochs=3',
+                      *data_root_options(image_folder))
     assert 'resumed epoch: 2' in log
     assert os.path.isfile(work_dir / 'epoch_3.pth')
     checkpoint = torch.load(work_dir / 'epoch_3.pth', weights_only=True)
@@ -81,9 +81,9 @@ def test_calibrated_mode_calibrates_once_per_unseen_size(trained, image_folder,
                                                          tiny_config, tmp_path):
     work_dir, _ = trained
     _, log = run_tool('test.py', tiny_config, work_dir / 'epoch_2.pth',
-                   '--work-dir', tmp_path, '--cfg-options',
-                   'test_sizes=[28,24,20]', 'inference_mode=calibrated',
-                   *data_root_options(image_folder))
+                      '--work-dir', tmp_path, '--cfg-options',
+                      'test_sizes=[28,24,20]', 'inference_mode=calibrated',
+                      *data_root_options(image_folder))
     assert 'calibrated BN statistics for size 28 on 24 training images' in log
     assert 'calibrated BN statistics for size 20' in log
     assert 'calibrated BN statistics for size 24' not in log  # trained size
@@ -95,15 +95,15 @@ def test_calibrate_once_then_reuse_from_checkpoint(trained, image_folder,
     work_dir, _ = trained
     calibrated = tmp_path / 'calibrated.pth'
     _, log = run_tool('calibrate_bn.py', tiny_config, work_dir / 'epoch_2.pth',
-                   '--sizes', 28, 20, '--calibration-images', 8, '--out',
-                   calibrated, '--work-dir', tmp_path / 'cal', '--cfg-options',
-                   *data_root_options(image_folder))
+                      '--sizes', 28, 20, '--calibration-images', 8, '--out',
+                      calibrated, '--work-dir', tmp_path / 'cal', '--cfg-options',
+                      *data_root_options(image_folder))
     assert 'calibrated BN statistics for sizes [20, 28]' in log
     state = torch.load(calibrated, weights_only=True)['state_dict']
     assert 'backbone.bn1.calibrated.20.running_mean' in state
     _, log = run_tool('test.py', tiny_config, calibrated, '--work-dir',
-                   tmp_path / 'test', '--cfg-options', 'test_sizes=[28,20]',
-                   'inference_mode=calibrated', *data_root_options(image_folder))
+                      tmp_path / 'test', '--cfg-options', 'test_sizes=[28,20]',
+                      'inference_mode=calibrated', *data_root_options(image_folder))
     assert 'calibrated BN statistics for size' not in log  # reused, not redone
     assert 'size 28, calibrated mode: encoding 0.6125, BN calibrated' in log
 
@@ -145,8 +145,8 @@ def test_export_runs_with_mmpretrain_alone(trained, tiny_config, tmp_path):
     work_dir, _ = trained
     out_dir = tmp_path / 'exported'
     _, log = run_tool('export.py', tiny_config, work_dir / 'epoch_2.pth',
-                   '--size', 20, '--inference-mode', 'data_free',
-                   '--out-dir', out_dir)
+                      '--size', 20, '--inference-mode', 'data_free',
+                      '--out-dir', out_dir)
     # The exported model holds the tensors the SAN forward uses (generated
     # kernels, blended BN) and runs the same float ops on them: exact, here and
     # in the plain mmpretrain process below (measured 0 for two trained models
@@ -224,14 +224,14 @@ def test_cuda_graph_training_validates_checkpoints_and_resumes(
     work_dir = tmp_path / 'graph'
     flags = ['--cuda-graph'] + (['--amp'] if amp else [])
     _, log = run_tool('train.py', tiny_config, '--work-dir', work_dir, *flags,
-                   '--cfg-options', *data_root_options(image_folder),
-                   env=dict(os.environ))
+                      '--cfg-options', *data_root_options(image_folder),
+                      env=dict(os.environ))
     assert 'cuda_graph_step: captured the training step' in log
     assert 'accuracy/top1@mean' in log
     assert os.path.isfile(work_dir / 'epoch_2.pth')
     _, log = run_tool('train.py', tiny_config, '--work-dir', work_dir, *flags,
-                   '--resume', '--cfg-options', 'train_cfg.max_epochs=3',
-                   *data_root_options(image_folder), env=dict(os.environ))
+                      '--resume', '--cfg-options', 'train_cfg.max_epochs=3',
+                      *data_root_options(image_folder), env=dict(os.environ))
     assert 'resumed epoch: 2' in log
     assert 'cuda_graph_step: captured the training step' in log
     checkpoint = torch.load(work_dir / 'epoch_3.pth', weights_only=True)
