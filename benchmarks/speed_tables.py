@@ -182,14 +182,20 @@ def ratio_cell(entry, times=None):
     return cell
 
 
+def grid_header(title, columns):
+    """A grid table's two header lines: ``title``, the 'machine, file'
+    column and one column per (architecture, size)."""
+    return [f'| {title} | machine, file | '
+            + ' | '.join(f'{ARCHS[a]} r={s}' for a, s in columns) + ' |',
+            '|---|---|' + '---|' * len(columns)]
+
+
 def grid_table(title, columns, specs, times=None, against_control=False):
     """A row per spec (what, file, kind, batch) and, under it, its A/A
     control's; a column per (architecture, size). ``against_control``: also
     SAN / control, the median over processes of each process's SAN / plain
     divided by its control / plain."""
-    lines = [f'| {title} | machine, file | '
-             + ' | '.join(f'{ARCHS[a]} r={s}' for a, s in columns) + ' |',
-             '|---|---|' + '---|' * len(columns)]
+    lines = grid_header(title, columns)
     for what, name, kind, batch in specs:
         data = load(name)
         found = sized_rows(data, kind, batch)
@@ -236,10 +242,8 @@ def dynamo_cpu_table():
     """A row per kind of dynamo row (warm / cold, frozen, SAN without one
     of its guard groups), in each file's order; cells SAN / plain with
     both medians in microseconds."""
-    lines = ["| what `torch.compile` adds per call (graph returning precomputed outputs), "
-             "SAN / plain (SAN / plain µs) | machine, file | "
-             + ' | '.join(f'{ARCHS[a]} r={s}' for a, s in COMPILED_COLUMNS) + ' |',
-             '|---|---|' + '---|' * len(COMPILED_COLUMNS)]
+    lines = grid_header('what `torch.compile` adds per call (graph returning precomputed '
+                        'outputs), SAN / plain (SAN / plain µs)', COMPILED_COLUMNS)
     for name in DYNAMO_CPU:
         data = load(name)
         kinds = {}
