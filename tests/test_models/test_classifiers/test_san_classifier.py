@@ -326,3 +326,38 @@ def test_channels_last_model_keeps_its_format_and_computes_the_same():
             assert error <= 2e-3, f'{name}: {error:.2e}'
         else:
             assert torch.equal(fast_state[name], value), name
+
+
+def test_sizes_left_out_of_a_step_keep_their_bn_sets_untouched():
+    """With ``num_sampled_sizes``, a BN set whose size sat out the iteration
+    gets no gradient (None, not zeros), so SGD skips it: no weight decay, no
+    momentum carried over, no running-statistics update. This is what one
+    ``_BatchNorm`` module per set buys; (K, C) tensors shared by all sizes
+    would get a zero-filled gradient and be decayed and moved anyway."""
+    from mmengine.optim import OptimWrapper
+
+    from san_mm.models.utils import PrivateBatchNorm2d
+    model = build().train()
+    optim_wrapper = OptimWrapper(torch.optim.SGD(
+        model.parameters(), lr=0.1, momentum=0.9, weight_decay=0.1))
+    inputs, data_samples = batch()
+    # one step at all sizes: every set has a momentum buffer afterwards
+    model.update_per_size(inputs, data_samples, optim_wrapper)
+
+    def set_tensors(index):
+        return [t.clone() for m in model.modules()
+                if isinstance(m, PrivateBatchNorm2d)
+                for t in (*m.sets[index].parameters(),
+                          *m.sets[index].buffers())]
+
+    before = [set_tensors(i) for i in range(3)]
+    model.num_sampled_sizes = 1
+    torch.manual_seed(0)
+    log_vars = model.update_per_size(inputs, data_samples, optim_wrapper)
+    trained = {int(key.split('@')[1]) for key in log_vars
+               if key.startswith('loss_ce@')}
+    assert len(trained) == 2 and 32 in trained
+    for index, size in enumerate((32, 24, 18)):
+        unchanged = all(torch.equal(a, b) for a, b in
+                        zip(before[index], set_tensors(index)))
+        assert unchanged == (size not in trained), size
