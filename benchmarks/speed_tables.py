@@ -76,12 +76,14 @@ COMPILED_CPU = [
 DYNAMO_CPU = ['speed_dynamo_cpu.json', 'speed_dynamo_guard_groups_cpu.json']
 TRAIN_RUNS = [('eager', 'speed_train_b64_cuda.json'),
               ('eager', 'speed_train_b64_h200_cuda.json'),
-              ('CUDA graphs', 'speed_train_b64_cuda_graph_h200_cuda.json')]
+              ('CUDA graphs', 'speed_train_b64_cuda_graph_h200_cuda.json'),
+              ('CUDA graphs', 'speed_train_b64_cuda_graph_amp_h200_cuda.json')]
 PRECISIONS = ('fp32', 'fp16', 'bf16')
 FMNIST_RUNS = ['speed_fmnist_iteration_cuda.json',
                'speed_fmnist_iteration_h200_cuda.json',
                'speed_fmnist_iteration_profiled_h200_cuda.json',
-               'speed_fmnist_iteration_rerun_h200_cuda.json']
+               'speed_fmnist_iteration_rerun_h200_cuda.json',
+               'speed_fmnist_iteration_amp_h200_cuda.json']
 FMNIST_VARIANTS = {
     'eager': 'eager',
     'compile': '`compile=True` (the backbone, per size)',
@@ -309,11 +311,13 @@ def fmnist_table():
         data = load(name)
         for run in data.get('runs', [data]):
             where = source(run['machine'], name)
+            # tools/train.py --amp: mmengine's AmpOptimWrapper, fp16 autocast
+            amp = ', `--amp` (fp16)' if '--amp' in run['command'].split() else ''
             for result in run['results']:
                 if result.get('iteration_seconds') is None:
                     continue
                 lines.append(
-                    f'| {FMNIST_VARIANTS.get(result["variant"], result["variant"])} | '
+                    f'| {FMNIST_VARIANTS.get(result["variant"], result["variant"])}{amp} | '
                     f'{where} | {result["iteration_seconds"] * 1e3:.1f} ms | '
                     f'{result["data_seconds"] * 1e3:.1f} ms | '
                     f'{result["speedup_over_eager"]:.2f}× | '
