@@ -33,6 +33,17 @@ def cpu_tool_env(**variables):
     return dict(os.environ, CUDA_VISIBLE_DEVICES='', **variables)
 
 
+@pytest.fixture
+def runner_on_cpu(monkeypatch):
+    """An mmengine ``Runner`` built in this process puts its model on the CPU
+    on every machine, for the reason of :func:`cpu_tool_env` (the test
+    compares its results bitwise with another run's). mmengine picks the
+    device once, at import (``mmengine.device.utils.DEVICE``), and the runner
+    moves the model there."""
+    import mmengine.device.utils
+    monkeypatch.setattr(mmengine.device.utils, 'DEVICE', 'cpu')
+
+
 def run_tool(tool, *args, env=None, check=True):
     """Run ``tools/<tool>`` with ``args`` in a subprocess from the repository
     root, on the CPU unless ``env`` says otherwise (:func:`cpu_tool_env`).
