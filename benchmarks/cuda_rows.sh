@@ -64,10 +64,16 @@ for s in $STAGES; do
     suite)  # the whole suite on the GPU machine (no onnx / onnxruntime there: that test is
         # deselected), or SUITE_ARGS (pytest arguments, e.g. "tests/test_tools -k 'not onnx'").
         # -v names each test as it ends and -x --tb=short prints the first failure at once: on
-        # an H200 (torch 2.11, 2026-11-27) `-q` ran 183 of 371 tests in 400 s (all of them take
-        # 346 s on the 2-core CPU machine), one failed, and the cut-off run never said which.
+        # an H200 (torch 2.11, 2026-11-27) `-q` ran 183 of 371 tests in 400 s, one failed, and the
+        # cut-off run never said which. Those 183 take 150 s on the 2-core CPU machine (all 371:
+        # 350 s; test_engine 168 s, test_tools 114 s, the rest under 30 s per folder; a cold
+        # inductor cache adds 7 s), so on that machine the suite needs two calls, e.g.
+        # SUITE_ARGS="tests/test_engine tests/test_utils", then "tests/test_tools tests/test_apis
+        # tests/test_analysis tests/test_benchmarks tests/test_checkpoint.py tests/test_configs.py
+        # tests/test_datasets tests/test_models -k 'not onnx'".
         eval "suite_args=(${SUITE_ARGS:-tests -k "'not onnx'"})"
-        stage suite 420 $PY -m pytest -v -x --tb=short -p no:cacheprovider "${suite_args[@]}" ;;
+        stage suite 420 $PY -m pytest -v -x --tb=short --durations=30 -p no:cacheprovider \
+            "${suite_args[@]}" ;;
     inference)  # eager, and eager captured in CUDA graphs; batch 1
         stage inference 240 $PY benchmarks/speed.py --device "$DEVICE" --only inference cudagraph \
             --batches 1 --sizes 224 96 --control --repeats 6 --min-run-time 0.1 \
