@@ -59,6 +59,10 @@ until the run ends), so a run stopped by a timeout keeps what it measured.
               steps, counted: where a GPU step waits on the host, each is a launch (train and
               ops rows: the joint backward with and without batch_kernel_generation, and the
               per-size backward)
+  codegen     not timed: whether inductor compiles SAN and the plain model (same weights, each
+              --sizes x --batches, --freeze variants) to the same program — the wrapper that
+              calls every kernel, in order, with its buffers and strides, names normalised;
+              where it is the same, a gap in the compiled rows is not SAN's convolutions
   pipeline    images/s of LoadImageFromFile + ResolutionSample (one crop -> K sizes) vs
               mmpretrain's single-size LoadImageFromFile + RandomResizedCrop + RandomFlip, same JPEGs
 """
@@ -67,6 +71,7 @@ import copy
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -361,6 +366,78 @@ def compile_order(args):
     if args.compile_order == 'plain-first':
         return ('plain', 'san')
     return ('san', 'plain')
+
+
+def generated_program(call):
+    """Inductor's wrapper for the graph ``call()`` compiles and runs first
+    (static shapes): the body of its ``call`` function, which runs every
+    kernel in order, with the names that differ between two models of the
+    same program normalised (graph inputs, frozen constants, comments,
+    pattern-match notes that name source nodes, addresses).
+
+    Returns:
+        list[str]: The normalised lines.
+    """
+    from torch._inductor.utils import run_and_get_code
+    _, codes = run_and_get_code(call)
+    lines = []
+    for code in codes:
+        # up to the first line that is not indented: the end of the class
+        # or function that holds it
+        body = re.search(r'\n *def call\(.*?(?=\n\S|\Z)', code, re.S)
+        for line in body.group(0).splitlines():
+            line = re.sub(r'arg\d+_1', 'ARG', line)
+            line = re.sub(r'_frozen_param\d+', 'CONSTANT', line)
+            line = re.sub(r'"torch\._inductor\.fx_passes[^"]*"', 'NOTE', line)
+            line = re.sub(r'0x[0-9a-f]+', 'ADDRESS', line)
+            if line.strip() and not line.strip().startswith('#'):
+                lines.append(line)
+    return lines
+
+
+def kernel_calls(program):
+    """Lines of a :func:`generated_program` that run a kernel (inductor's
+    own, an extern one, or an aten / mkldnn op)."""
+    return sum(1 for line in program if re.search(
+        r'\b(cpp_fused_\w+|triton_\w+|extern_kernels\.\w+|'
+        r'torch\.ops\.\w+\.\w+(\.\w+)?)\(', line))  # op, overload
+
+
+def bench_codegen(args):
+    """Whether SAN and the plain model (same weights) compile to the same
+    program at each size and batch (not timed)."""
+    import difflib
+    rows = []
+    for arch in args.archs:
+        san, plain, torch = san_and_plain(arch, args.device)
+        for freeze in freeze_variants(args):
+            import torch._inductor.config as inductor_config
+            inductor_config.freezing = freeze
+            kind = 'compiled+frozen' if freeze else 'compiled'
+            for size in args.sizes:
+                for batch in args.batches:
+                    x = torch.rand(batch, 3, size, size, device=args.device)
+                    programs = {}
+                    for name, model in (('san', san), ('plain', plain)):
+                        torch._dynamo.reset()
+                        compiled = torch.compile(model, dynamic=False)
+                        programs[name] = generated_program(without_grad(
+                            lambda: compiled(x, mode='tensor')))
+                    differing = [line for line in difflib.unified_diff(
+                        programs['san'], programs['plain'], lineterm='', n=0)
+                        if line[:1] in '+-' and line[:3] not in ('+++', '---')]
+                    row = dict(name=f'codegen {kind} {arch} r={size} b={batch}',
+                               same_program=not differing,
+                               san_kernel_calls=kernel_calls(programs['san']),
+                               plain_kernel_calls=kernel_calls(
+                                   programs['plain']),
+                               differing_lines=len(differing))
+                    print(f'{row["name"]:46s} same program: '
+                          f'{row["same_program"]} (SAN {row["san_kernel_calls"]}'
+                          f' kernel calls, plain {row["plain_kernel_calls"]}; '
+                          f'{len(differing)} lines differ)', flush=True)
+                    rows.append(_record(row))
+    return rows
 
 
 def check_same_logits(got, expected, what, reference):
@@ -1115,7 +1192,7 @@ def main():
                         default=['inference', 'train', 'pipeline'],
                         choices=['inference', 'compiled', 'aoti',
                                  'cudagraph', 'dynamo', 'placement', 'train',
-                                 'ops', 'pipeline'])
+                                 'ops', 'codegen', 'pipeline'])
     parser.add_argument('--archs', nargs='+', default=list(ARCHS),
                         choices=list(ARCHS))
     parser.add_argument('--sizes', type=int, nargs='+', default=[224, 160, 96])
@@ -1235,6 +1312,8 @@ def main():
         rows += bench_train(args)
     if 'ops' in args.only:
         rows += bench_ops(args)
+    if 'codegen' in args.only:
+        rows += bench_codegen(args)
     if 'pipeline' in args.only:
         rows += bench_pipeline(args)
     # the rows as returned (some carry more: compile seconds, memory)

@@ -72,6 +72,18 @@ COMPILED_CPU = [
     ('diagnosis, `MALLOC_MMAP_THRESHOLD_=131072`: + freezing, guards skipped',
      'speed_compiled_steady_mmap_cpu.json', 'compiled+frozen skip-guard-eval', 1),
 ]
+# the same at batch 32, where the per-call costs (guards; B + s·A without freezing) amortise
+COMPILED_B32_CPU = [
+    ('`torch.compile`', 'speed_compiled_b32_cpu.json', 'compiled', 32),
+    ('+ inductor freezing', 'speed_compiled_b32_cpu.json', 'compiled+frozen', 32),
+    ('rerun: `torch.compile`', 'speed_compiled_b32_processes_cpu.json', 'compiled', 32),
+    ('rerun: + inductor freezing', 'speed_compiled_b32_processes_cpu.json', 'compiled+frozen',
+     32),
+    ('third run, MobileNetV2 96 alone: + freezing', 'speed_compiled_b32_guards_cpu.json',
+     'compiled+frozen', 32),
+    ('third run: + freezing, guards skipped', 'speed_compiled_b32_guards_cpu.json',
+     'compiled+frozen skip-guard-eval', 32),
+]
 # dynamo rows (benchmarks/speed.py --only dynamo): every kind in a file, in its order
 DYNAMO_CPU = ['speed_dynamo_cpu.json', 'speed_dynamo_guard_groups_cpu.json']
 TRAIN_RUNS = [('eager', 'speed_train_b64_cuda.json'),
@@ -240,6 +252,12 @@ def compiled_cpu_table():
                       against_control=True)
 
 
+def compiled_b32_cpu_table():
+    return grid_table('batch 32, compiled SAN / compiled plain [range over processes] '
+                      '(median ms)', COMPILED_COLUMNS, COMPILED_B32_CPU, times='both',
+                      against_control=True)
+
+
 def dynamo_cpu_table():
     """A row per kind of dynamo row (warm / cold, frozen, SAN without one
     of its guard groups), in each file's order; cells SAN / plain with
@@ -326,7 +344,8 @@ def fmnist_table():
 
 
 TABLES = {'speed-cpu-inference': inference_cpu_table, 'speed-cpu-train': train_cpu_table,
-          'speed-cpu-compiled': compiled_cpu_table, 'speed-cpu-dynamo': dynamo_cpu_table,
+          'speed-cpu-compiled': compiled_cpu_table,
+          'speed-cpu-compiled-b32': compiled_b32_cpu_table, 'speed-cpu-dynamo': dynamo_cpu_table,
           'speed-gpu-batch1': batch1_table,
           'speed-gpu-train': train_table, 'speed-gpu-fmnist': fmnist_table}
 

@@ -268,6 +268,31 @@ def test_count_ops_counts_what_computes(speed):
     assert counts == {'aten.add': 1, 'aten.mul_': 1, 'aten.sum': 1}
 
 
+def test_generated_program_is_the_same_for_the_same_kernels_only(speed):
+    """--only codegen: two networks of the same layers with different
+    weights compile (frozen: the weights become different constants) to the
+    same normalised program; another activation to another one."""
+    import torch
+    import torch._inductor.config as inductor_config
+
+    def program(activation, seed):
+        torch.manual_seed(seed)
+        model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3),
+                                    torch.nn.BatchNorm2d(4), activation)
+        compiled = torch.compile(model.eval(), dynamic=False)
+        x = torch.rand(2, 3, 8, 8)
+        torch._dynamo.reset()
+        return speed.generated_program(speed.without_grad(
+            lambda: compiled(x)))
+
+    with inductor_config.patch(freezing=True):
+        relu = program(torch.nn.ReLU(), 0)
+        assert program(torch.nn.ReLU(), 1) == relu
+        assert program(torch.nn.Sigmoid(), 0) != relu
+    assert speed.kernel_calls(relu) >= 1
+    assert not [line for line in relu if '_frozen_param' in line]
+
+
 @pytest.mark.parametrize('frozen', [False, True])
 def test_guard_groups_are_sans_own_and_leaving_one_out_keeps_the_rest(
         speed, frozen):
