@@ -385,6 +385,11 @@ def generated_program(call):
         # up to the first line that is not indented: the end of the class
         # or function that holds it
         body = re.search(r'\n *def call\(.*?(?=\n\S|\Z)', code, re.S)
+        if body is None:
+            raise RuntimeError(
+                "inductor's generated code has no `def call(` (the wrapper "
+                'that runs the kernels) in this torch version; its first '
+                f'lines: {code[:300]!r}')
         for line in body.group(0).splitlines():
             line = re.sub(r'arg\d+_1', 'ARG', line)
             line = re.sub(r'_frozen_param\d+', 'CONSTANT', line)

@@ -279,9 +279,9 @@ def test_generated_program_is_the_same_for_the_same_kernels_only(speed):
         torch.manual_seed(seed)
         model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3),
                                     torch.nn.BatchNorm2d(4), activation)
+        torch._dynamo.reset()
         compiled = torch.compile(model.eval(), dynamic=False)
         x = torch.rand(2, 3, 8, 8)
-        torch._dynamo.reset()
         return speed.generated_program(speed.without_grad(
             lambda: compiled(x)))
 
