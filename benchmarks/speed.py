@@ -273,6 +273,10 @@ def bench_compiled(args):
     guard_modes = dict(full=[False], both=[False, True],
                        skip=[True])[args.guard_eval]
     whole = args.compile_part == 'model'
+    # the module's own .compile(), as the SAN loops' compile option does: a
+    # SAN backbone then refreshes its kernel caches eagerly before each eval
+    # call and its graph reads them (BaseScaleAdaptiveBackbone.compile)
+    in_place = args.compile_part == 'backbone-method'
 
     def part(model):
         return model if whole else model.backbone
@@ -304,13 +308,15 @@ def bench_compiled(args):
             inductor_config.freezing = freeze
             torch._dynamo.reset()
             options = dict(dynamic=False, mode=args.compile_mode)
-            compiled_san = torch.compile(
+            compile_fn = compile_in_place if in_place else torch.compile
+            compiled_san = compile_fn(
                 part(san), **options, **without_guards(args.san_without_guards))
-            compiled_plain = torch.compile(part(plain), **options)
-            compiled_copy = (torch.compile(part(plain_copy), **options)
+            compiled_plain = compile_fn(part(plain), **options)
+            compiled_copy = (compile_fn(part(plain_copy), **options)
                              if args.control else None)
             label = ('compiled+frozen' if freeze else 'compiled') + (
                 '' if whole else ' backbone') + (
+                    ' .compile()' if in_place else '') + (
                     f' {args.compile_mode}' if args.compile_mode else '') + (
                         f', SAN without {SAN_GUARD_GROUPS[args.san_without_guards][0]}'
                         ' guards' if args.san_without_guards else '')
@@ -352,6 +358,13 @@ def bench_compiled(args):
                         rows += found
             inductor_config.freezing = False
     return rows
+
+
+def compile_in_place(module, **options):
+    """``module.compile(**options)`` (``nn.Module.compile``, or a SAN
+    backbone's override), returning the module, which is now compiled."""
+    module.compile(**options)
+    return module
 
 
 def freeze_variants(args):
@@ -1247,9 +1260,11 @@ def main():
                         'longer changes), or both (one after the other for '
                         'each row, in the same process)')
     parser.add_argument('--compile-part', default='model',
-                        choices=['model', 'backbone'],
+                        choices=['model', 'backbone', 'backbone-method'],
                         help='compiled rows: compile and time the whole '
-                        'classifier or the backbone alone')
+                        'classifier or the backbone alone (torch.compile of '
+                        'it, or backbone-method: its own .compile(), the '
+                        "SAN loops' way)")
     parser.add_argument('--control', action='store_true',
                         help='inference, compiled and aoti rows also time the '
                         'plain model against a copy of itself (an A/A control: '

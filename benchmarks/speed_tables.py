@@ -71,6 +71,11 @@ COMPILED_CPU = [
      'compiled+frozen', 1),
     ('diagnosis, `MALLOC_MMAP_THRESHOLD_=131072`: + freezing, guards skipped',
      'speed_compiled_steady_mmap_cpu.json', 'compiled+frozen skip-guard-eval', 1),
+    ('the backbones alone, `torch.compile(backbone)`', 'speed_compiled_backbone_b1_cpu.json',
+     'compiled backbone', 1),
+    ("the backbones alone, **their own `.compile()`** (SAN's graph reads the kernel caches "
+     'its eager wrapper refreshed)', 'speed_compiled_backbone_method_b1_cpu.json',
+     'compiled backbone .compile()', 1),
 ]
 # the same at batch 32, where the per-call costs (guards; B + s·A without freezing) amortise
 COMPILED_B32_CPU = [

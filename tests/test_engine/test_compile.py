@@ -143,6 +143,54 @@ def test_kernels_are_never_stale_when_compiled():
     assert not torch.allclose(before, after)
 
 
+def test_backbone_compile_reads_the_kernels_its_wrapper_refreshed(
+        monkeypatch):
+    """A backbone compiled with its own ``.compile()`` (the SAN loops' way):
+    in eval without gradients its graph generates no kernel, it reads the
+    caches its eager wrapper brought up to date, so an optimiser step between
+    two calls is seen, with no recompile and no graph break, and the output
+    equals eager. With gradients, or traced inside ``torch.compile(model)``,
+    the graph generates its kernels."""
+    import copy
+
+    from san_mm.models.utils import MetaConv2d
+    generated_in_graph = []
+    generate = MetaConv2d.generate_kernel
+
+    def spy(self, encoding):
+        if torch.compiler.is_compiling():
+            generated_in_graph.append(encoding)
+        return generate(self, encoding)
+
+    monkeypatch.setattr(MetaConv2d, 'generate_kernel', spy)
+    model = classifier(RESNET, 32).eval()
+    counter = CompileCounter()
+    model.backbone.compile(backend=counter, dynamic=False)
+    x = torch.rand(2, 3, 26, 26)
+    with torch.no_grad():
+        before = model(x, mode='tensor')
+        for conv in model.backbone.meta_convs():
+            conv.weight_residual.add_(0.05)
+        after = model(x, mode='tensor')
+    assert counter.frame_count == 1
+    assert not generated_in_graph
+    assert model.backbone.scale_context.kernels_cached is False  # reset
+    assert not torch.allclose(before, after)
+    eager = copy.deepcopy(model)  # a deep copy drops the compiled call
+    assert eager.backbone._compiled_call_impl is None
+    with torch.no_grad():
+        torch.testing.assert_close(after, eager(x, mode='tensor'),
+                                   rtol=1e-5, atol=1e-6)
+    model(x, mode='tensor').sum().backward()  # eval, with gradients
+    assert generated_in_graph
+    generated_in_graph.clear()
+    whole = torch.compile(model, backend='eager', dynamic=False)
+    with torch.no_grad():
+        torch.testing.assert_close(whole(x, mode='tensor'), after,
+                                   rtol=1e-5, atol=1e-6)
+    assert generated_in_graph
+
+
 def test_serving_with_guard_evaluation_skipped_picks_each_sizes_graph():
     """The README's batch-1 serving recipe: compile every size first, then
     run under ``set_stance(skip_guard_eval_unsafe=True)``, where dynamo checks

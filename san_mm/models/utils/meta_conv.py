@@ -197,11 +197,17 @@ class MetaConv2d(DerivedTensorCacheMixin, nn.Conv2d):
         ``.cuda()`` / ``.half()`` go through ``_apply``, and ``train()``
         switches clear it.
 
-        Under ``torch.compile`` the kernel is always ``B + s * A`` computed in
-        the graph: the cache is an eager-mode saving of one small op per
-        layer, and its validity checks (version counters, data pointers)
-        would break the graph; a compiled graph fuses the op for next to
-        nothing and can never be stale.
+        Under ``torch.compile`` the kernel is ``B + s * A`` computed in the
+        graph: the cache's validity checks (version counters, data pointers)
+        would break the graph, and a graph that computes its kernels can
+        never be stale. The one exception is a backbone compiled with its
+        own :meth:`BaseScaleAdaptiveBackbone.compile`: its eager wrapper
+        runs this method for every conv before each eval call without
+        gradients (so the checks run, eagerly) and sets
+        ``scale_context.kernels_cached``; the graph then reads the cached
+        kernels as inputs (dynamo guards their shape, not their identity or
+        version: refilled caches recompile nothing). At batch 1 on CPU that
+        is what separates unfrozen compiled SAN from the plain model.
         """
         compiling = torch.compiler.is_compiling()
         # A training step's batched kernels (eager only: a compiled graph
@@ -215,6 +221,9 @@ class MetaConv2d(DerivedTensorCacheMixin, nn.Conv2d):
         # costs per layer at batch 1.
         params = self._parameters
         weight, residual = params['weight'], params['weight_residual']
+        if compiling and self.scale_context.kernels_cached and \
+                residual is not None:
+            return self._kernel_cache[float(encoding)]
         if self.training or residual is None or compiling:
             return self.generate_kernel(encoding)
         if torch.is_grad_enabled() and (weight.requires_grad

@@ -81,10 +81,16 @@ class ScaleContext:
 
     A backbone owns one context and hands it to every generated conv and private BN it builds;
     the backbone sets ``state`` once per forward, and the layers read it.
+
+    ``kernels_cached`` is True only while a compiled backbone call runs whose eager wrapper
+    (:meth:`BaseScaleAdaptiveBackbone.compile`) has just brought every generated conv's kernel
+    cache up to date for ``state``: the compiled graph then reads those kernels as inputs
+    instead of computing ``B + s * A`` on every call.
     """
 
     def __init__(self):
         self.state: Optional[ScaleState] = None
+        self.kernels_cached = False
 
     def require_state(self, layer) -> ScaleState:
         """The active state, for ``layer`` (the calling module: named only in
