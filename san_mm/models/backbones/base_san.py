@@ -290,7 +290,8 @@ class BaseScaleAdaptiveBackbone(BaseBackbone):
             if torch.compiler.is_compiling():  # traced inside a larger graph
                 return compiled(*inputs, **kw)
             context = self.scale_context
-            context.kernels_cached = self._refresh_kernel_caches(*inputs)
+            context.kernels_cached = self._refresh_kernel_caches(
+                inputs[0] if inputs else kw.get('x'))
             try:
                 return compiled(*inputs, **kw)
             finally:
@@ -298,7 +299,7 @@ class BaseScaleAdaptiveBackbone(BaseBackbone):
 
         self._compiled_call_impl = call_with_fresh_kernels
 
-    def _refresh_kernel_caches(self, x=None, *args) -> bool:
+    def _refresh_kernel_caches(self, x) -> bool:
         """Eagerly, for a compiled call at ``x``'s size: every generated
         conv's cached kernel, regenerated if its parameters changed. Returns
         whether the compiled graph may read them (eval mode, no gradient can

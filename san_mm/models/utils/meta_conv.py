@@ -206,8 +206,9 @@ class MetaConv2d(DerivedTensorCacheMixin, nn.Conv2d):
         gradients (so the checks run, eagerly) and sets
         ``scale_context.kernels_cached``; the graph then reads the cached
         kernels as inputs (dynamo guards their shape, not their identity or
-        version: refilled caches recompile nothing). At batch 1 on CPU that
-        is what separates unfrozen compiled SAN from the plain model.
+        version: refilled caches recompile nothing). Unfrozen, batch 1, on
+        CPU: ResNet-18's compiled backbone at 96 px went from 1.16x to 1.05x
+        the plain one's time.
         """
         compiling = torch.compiler.is_compiling()
         # A training step's batched kernels (eager only: a compiled graph
