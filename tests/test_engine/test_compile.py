@@ -127,17 +127,25 @@ def test_every_inference_mode_compiled_equals_eager(mode):
             torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
 
 
+def around_an_update(call, model, x):
+    """``call(x)`` without gradients, before and after an in-place update of
+    every generated conv's A (the kind of change an optimiser step makes)."""
+    with torch.no_grad():
+        before = call(x)
+        for conv in model.backbone.meta_convs():
+            conv.weight_residual.add_(0.05)
+        return before, call(x)
+
+
 def test_kernels_are_never_stale_when_compiled():
     """No kernel cache under compile: an optimiser step between two compiled
     calls is seen by the second (B + s * A is part of the graph)."""
     model = classifier(RESNET, 32).eval()
     compiled = torch.compile(model, backend='aot_eager', dynamic=False)
     x = torch.rand(2, 3, 26, 26)
+    before, after = around_an_update(
+        lambda x: compiled(x, mode='tensor'), model, x)
     with torch.no_grad():
-        before = compiled(x, mode='tensor')
-        for conv in model.backbone.meta_convs():
-            conv.weight_residual.add_(0.05)
-        after = compiled(x, mode='tensor')
         torch.testing.assert_close(after, model(x, mode='tensor'),
                                    rtol=1e-5, atol=1e-6)
     assert not torch.allclose(before, after)
@@ -167,11 +175,8 @@ def test_backbone_compile_reads_the_kernels_its_wrapper_refreshed(
     counter = CompileCounter()
     model.backbone.compile(backend=counter, dynamic=False)
     x = torch.rand(2, 3, 26, 26)
-    with torch.no_grad():
-        before = model(x, mode='tensor')
-        for conv in model.backbone.meta_convs():
-            conv.weight_residual.add_(0.05)
-        after = model(x, mode='tensor')
+    before, after = around_an_update(
+        lambda x: model(x, mode='tensor'), model, x)
     assert counter.frame_count == 1
     assert not generated_in_graph
     assert model.backbone.scale_context.kernels_cached is False  # reset
