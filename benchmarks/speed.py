@@ -423,24 +423,36 @@ def kernel_calls(program):
 
 def bench_codegen(args):
     """Whether SAN and the plain model (same weights) compile to the same
-    program at each size and batch (not timed)."""
+    program at each size and batch (not timed): the whole models through
+    ``torch.compile``, or with ``--compile-part backbone-method`` the
+    backbones through their own ``.compile()`` (SAN's graph then reads its
+    refreshed kernel caches)."""
     import difflib
+    in_place = args.compile_part == 'backbone-method'
+
+    def compiled_call(model, x, torch):
+        if in_place:
+            model.backbone.compile(dynamic=False)
+            return lambda: model.backbone(x)
+        compiled = torch.compile(model, dynamic=False)
+        return lambda: compiled(x, mode='tensor')
+
     rows = []
     for arch in args.archs:
         san, plain, torch = san_and_plain(arch, args.device)
         for freeze in freeze_variants(args):
             import torch._inductor.config as inductor_config
             inductor_config.freezing = freeze
-            kind = 'compiled+frozen' if freeze else 'compiled'
+            kind = ('compiled+frozen' if freeze else 'compiled') + (
+                ' backbone .compile()' if in_place else '')
             for size in args.sizes:
                 for batch in args.batches:
                     x = torch.rand(batch, 3, size, size, device=args.device)
                     programs = {}
                     for name, model in (('san', san), ('plain', plain)):
                         torch._dynamo.reset()
-                        compiled = torch.compile(model, dynamic=False)
                         programs[name] = generated_program(without_grad(
-                            lambda: compiled(x, mode='tensor')))
+                            compiled_call(model, x, torch)))
                     differing = [line for line in difflib.unified_diff(
                         programs['san'], programs['plain'], lineterm='', n=0)
                         if line[:1] in '+-' and line[:3] not in ('+++', '---')]
