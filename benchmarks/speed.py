@@ -432,8 +432,8 @@ def bench_codegen(args):
 
     def compiled_call(model, x, torch):
         if in_place:
-            model.backbone.compile(dynamic=False)
-            return lambda: model.backbone(x)
+            backbone = compile_in_place(model.backbone, dynamic=False)
+            return lambda: backbone(x)
         compiled = torch.compile(model, dynamic=False)
         return lambda: compiled(x, mode='tensor')
 
