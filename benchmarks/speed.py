@@ -1300,6 +1300,13 @@ def main():
                         'alternate: san first in odd processes, plain first '
                         'in even ones (--processes), to balance out where '
                         'the allocator puts each')
+    parser.add_argument('--dict-tag-guards', action='store_true',
+                        help="compiled and dynamo rows with dynamo's "
+                        'recursive dict-tag guards (torch._dynamo.config.'
+                        'use_recursive_dict_tags_for_guards, off by default '
+                        "in torch): a module subtree whose dicts' version "
+                        'tags are unchanged since the last call is not '
+                        'checked again')
     parser.add_argument('--processes', type=int, default=1,
                         help='run everything in this many fresh processes, '
                         'one after another, and report each row\'s ratio '
@@ -1325,6 +1332,9 @@ def main():
                        sorted(os.environ.items()) if name.startswith('MALLOC_'))
     if args.device.startswith('cuda'):
         machine += f', {torch.cuda.get_device_name()}'
+    if args.dict_tag_guards:
+        torch._dynamo.config.use_recursive_dict_tags_for_guards = True
+        machine += ', dynamo use_recursive_dict_tags_for_guards=True'
     print(f'machine: {machine}; device {args.device}; repeats {args.repeats}')
     _RESULTS.update(path=args.out, machine=machine)
     rows = []

@@ -109,11 +109,37 @@ def calibrate(model, size):
             model.backbone(torch.rand(4, 3, size, size))
 
 
+def trained_like(model, seed=0):
+    """``model`` with every private BN set and generated conv's A drawn at
+    random, as after training: freshly built, all sets are equal and A is 0,
+    so the size, BN set and inference mode would not change the output."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def draw(like, scale=1.0, offset=0.0, uniform=False):
+        values = (torch.rand if uniform else torch.randn)(
+            like.shape, generator=generator)
+        return values * scale + offset
+
+    with torch.no_grad():
+        for private_bn in model.backbone.private_bns():
+            for bn_set in private_bn.sets:
+                bn_set.weight.copy_(draw(bn_set.weight, 1, 0.5, uniform=True))
+                bn_set.bias.copy_(draw(bn_set.bias, 0.1))
+                bn_set.running_mean.copy_(draw(bn_set.running_mean, 0.1))
+                bn_set.running_var.copy_(
+                    draw(bn_set.running_var, 1, 0.5, uniform=True))
+        for conv in model.backbone.meta_convs():
+            if conv.weight_residual is not None:
+                conv.weight_residual.copy_(
+                    draw(conv.weight_residual, float(conv.weight.std())))
+    return model
+
+
 @pytest.mark.parametrize('mode', INFERENCE_MODES)
 def test_every_inference_mode_compiled_equals_eager(mode):
     """aot_eager runs the traced, functionalised graph: what inductor
     compiles. Equal to eager up to float32 rounding of reordered ops."""
-    model = classifier(RESNET, 32).eval()
+    model = trained_like(classifier(RESNET, 32)).eval()
     model.backbone.inference_mode = mode
     if mode == 'calibrated':
         calibrate(model, 26)
@@ -220,6 +246,110 @@ def test_serving_with_guard_evaluation_skipped_picks_each_sizes_graph():
                     rtol=1e-5, atol=1e-6)
     assert counter.frame_count == len(inputs)
 
+
+# The plain mmpretrain backbones with MOBILENET's and RESNET's layouts.
+PLAIN_BACKBONES = dict(
+    MetaMobileNetV2=dict(type='MobileNetV2', widen_factor=0.25),
+    MetaResNet=dict(type='ResNet', depth=18, stem_channels=4,
+                    base_channels=4))
+
+
+def tag_safe_roots(model, size):
+    """Sources of the guard subtrees that dynamo's recursive dict-tag check
+    may skip (tag-safe roots) after compiling ``model`` in eval at
+    ``size``."""
+    from torch._dynamo.eval_frame import _debug_get_cache_entry_list
+    with torch._dynamo.config.patch(use_recursive_dict_tags_for_guards=True):
+        compiled = torch.compile(model, backend='eager', dynamic=False)
+        with torch.no_grad():
+            compiled(torch.rand(1, 3, size, size), mode='tensor')
+    [entry] = _debug_get_cache_entry_list(type(model).forward.__code__)
+    roots, managers = set(), [entry.guard_manager.root]
+    while managers:
+        manager = managers.pop()
+        if manager.is_tag_safe_root():
+            roots.add(manager.get_source())
+        managers += manager.get_child_managers()
+        if hasattr(manager, 'get_key_value_managers'):  # a dict's
+            managers += [m for pair in
+                         manager.get_key_value_managers().values()
+                         for m in pair if m is not None]
+    return roots
+
+
+@pytest.mark.parametrize('backbone,plain', [
+    (MOBILENET, PLAIN_BACKBONES['MetaMobileNetV2']),
+    (dict(RESNET, stem_kernel_size=7, stem_pool=True, train_sizes=[32, 24]),
+     PLAIN_BACKBONES['MetaResNet'])], ids=['MetaMobileNetV2', 'MetaResNet'])
+def test_dict_tag_guards_skip_sans_layers_where_they_skip_plain_ones(
+        backbone, plain):
+    """With dynamo's recursive dict-tag guards, a layer's whole guard subtree
+    is skipped while its dicts are unchanged, as in the plain model: SAN's
+    tag-safe roots cover the plain model's (each stage, neck and head; the
+    MobileNetV2 stem whole, where the plain one is skipped per module), not
+    one per generated conv and private BN. A shared context that is not an
+    nn.Module makes every layer's subtree unsafe."""
+    channels = 1280 if plain['type'] == 'MobileNetV2' else 32
+    san = classifier(backbone, channels).eval()
+    torch.manual_seed(0)
+    plain_model = MODELS.build(dict(
+        type='ImageClassifier', backbone=plain,
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=3,
+                  in_channels=channels))).eval()
+    plain_roots = tag_safe_roots(plain_model, 32)
+    assert any('layer1' in root for root in plain_roots), plain_roots
+    san_roots = tag_safe_roots(san, 32)
+
+    def under(source, roots):  # a strict descendant of one of ``roots``
+        return any(source.startswith(root + '.') for root in roots)
+    # Every subtree skipped in the plain model is skipped whole in SAN...
+    assert [root for root in plain_roots
+            if root not in san_roots and not under(root, san_roots)] == []
+    # ...and SAN's are never finer-grained than the plain model's.
+    assert [root for root in san_roots if under(root, plain_roots)] == []
+
+
+def test_dict_tag_guards_see_every_change_inside_a_skipped_layer():
+    """The recursive dict-tag check skips a layer's guards only while every
+    dict in it is unchanged: a changed BN set attribute, a replaced set, an
+    in-place statistics update (inside ``layer1``, a subtree the check
+    skips), another inference mode and new calibrated statistics each
+    change the eager output, and each is seen by the next compiled call."""
+    model = trained_like(classifier(RESNET, 32)).eval()
+    with torch._dynamo.config.patch(use_recursive_dict_tags_for_guards=True):
+        compiled = torch.compile(model, backend='eager', dynamic=False)
+    inputs = [torch.rand(2, 3, size, size) for size in (32, 26)]
+    private_bn = model.backbone.layer1[0].bn1
+    bn_set = private_bn.sets[0]  # size 32's
+
+    def replace_the_set():
+        fresh = torch.nn.BatchNorm2d(bn_set.num_features).eval()
+        fresh.running_mean.normal_()
+        private_bn.sets[0] = fresh
+
+    def calibrate_26():
+        calibrate(model, 26)
+        model.backbone.inference_mode = 'calibrated'
+
+    changes = [lambda: setattr(bn_set, 'eps', 0.5),
+               lambda: bn_set.running_var.mul_(4),
+               replace_the_set,
+               lambda: setattr(model.backbone, 'inference_mode', 'ideal'),
+               calibrate_26]
+    with torch.no_grad():
+        eager = [model(x, mode='tensor') for x in inputs]
+        for x, expected in zip(inputs, eager):
+            torch.testing.assert_close(compiled(x, mode='tensor'), expected,
+                                       rtol=1e-5, atol=1e-6)
+        for change in changes:
+            change()
+            before, eager = eager, [model(x, mode='tensor') for x in inputs]
+            assert any(not torch.allclose(old, new)
+                       for old, new in zip(before, eager))
+            for x, expected in zip(inputs, eager):
+                torch.testing.assert_close(compiled(x, mode='tensor'),
+                                           expected, rtol=1e-5, atol=1e-6)
 
 def test_inductor_output_equals_eager():
     """The real compiler (C++ kernels on CPU) on a two-stage MetaResNet at an

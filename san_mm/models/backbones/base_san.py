@@ -54,7 +54,8 @@ class BaseScaleAdaptiveBackbone(BaseBackbone):
         self.scale_encoder = ScaleEncoder(train_sizes, **(scale_encoding or {}))
         self.train_sizes = self.scale_encoder.train_sizes
         self.scale_policy = ScalePolicy(self.scale_encoder, inference_mode)
-        self.scale_context = ScaleContext()
+        # Not a submodule (see ScaleContext): no state, shared by the layers.
+        self.__dict__['scale_context'] = ScaleContext()
         self.use_meta_network = bool(use_meta_network)
         self.forced_size: Optional[int] = None
         self._calibrating_size: Optional[int] = None

@@ -54,7 +54,8 @@ class PrivateBatchNorm2d(DerivedTensorCacheMixin, nn.Module):
         if not isinstance(num_sets, int) or num_sets < 1:
             raise ValueError(f'num_sets must be a positive int, got {num_sets!r}')
         self.num_features = num_features
-        self.scale_context = scale_context
+        # Not a submodule: the context is shared by every layer of a network.
+        self.__dict__['scale_context'] = scale_context
         self.sets = nn.ModuleList(
             build_norm_layer(norm_cfg, num_features)[1]
             for _ in range(num_sets))

@@ -19,6 +19,8 @@ import warnings
 from dataclasses import dataclass
 from typing import Collection, Optional, Sequence
 
+import torch.nn as nn
+
 from .scale_encoding import ScaleEncoder
 
 INFERENCE_MODES = ('proxy', 'ideal', 'calibrated', 'data_free')
@@ -76,7 +78,7 @@ class ScaleState:
         return f'encoding {self.encoding:.4f}, BN {bn.kind}({detail})'
 
 
-class ScaleContext:
+class ScaleContext(nn.Module):
     """The active :class:`ScaleState` shared by all SAN layers of one network.
 
     A backbone owns one context and hands it to every generated conv and private BN it builds;
@@ -86,9 +88,20 @@ class ScaleContext:
     (:meth:`BaseScaleAdaptiveBackbone.compile`) has just brought every generated conv's kernel
     cache up to date for ``state``: the compiled graph then reads those kernels as inputs
     instead of computing ``B + s * A`` on every call.
+
+    Why an ``nn.Module`` that no module registers (every holder keeps it in its ``__dict__``,
+    so it is in no ``state_dict``, ``named_modules`` or ``repr``): under ``torch.compile`` with
+    dynamo's recursive dict-tag guards (``torch._dynamo.config.use_recursive_dict_tags_for_guards``)
+    a module subtree whose dicts are unchanged since the last call is not checked again, but
+    only subtrees made of modules, dicts and immutable values qualify. A plain-object context
+    referenced by every layer disqualified every layer (MobileNetV2: 182 small subtrees skipped
+    instead of the plain model's 13 top-level ones); as a module it qualifies, and SAN's layers
+    are skipped exactly where the plain model's are. Its ``state`` is still checked on every
+    call, through the backbone, which writes it.
     """
 
     def __init__(self):
+        super().__init__()
         self.state: Optional[ScaleState] = None
         self.kernels_cached = False
 
