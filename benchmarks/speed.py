@@ -749,6 +749,7 @@ def bench_dynamo(args):
     import torch._inductor.config as inductor_config
     rows = []
     groups = [('', None)]
+    tags = ', dict-tag guards' if args.dict_tag_guards else ''
     if args.guard_attribution:
         groups += [(f', SAN without {what} guards', drop)
                    for what, drop in SAN_GUARD_GROUPS.values()]
@@ -762,8 +763,8 @@ def bench_dynamo(args):
                     # instead of by their tensor properties, as in deployment
                     with inductor_config.patch(freezing=freeze):
                         rows += dynamo_rows(
-                            f'{", frozen" if freeze else ""}{label} {arch} '
-                            f'r={size}', san, plain, x, drop, args)
+                            f'{", frozen" if freeze else ""}{tags}{label} '
+                            f'{arch} r={size}', san, plain, x, drop, args)
     return rows
 
 

@@ -343,3 +343,27 @@ def test_without_guards_filters_only_that_group(speed, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         speed.main()
     assert 'drop --compile-mode reduce-overhead' in capsys.readouterr().err
+
+
+def test_dict_tag_guards_turns_on_dynamos_option_and_records_it(
+        speed, monkeypatch):
+    import torch
+    config = torch._dynamo.config
+    # restored after the test: main() sets it for the whole process
+    monkeypatch.setattr(config, 'use_recursive_dict_tags_for_guards', False)
+    seen = {}
+
+    def bench_dynamo(args):
+        seen['option'] = config.use_recursive_dict_tags_for_guards
+        return []
+
+    monkeypatch.setattr(speed, 'bench_dynamo', bench_dynamo)
+    monkeypatch.setattr('sys.argv', ['speed.py', '--only', 'dynamo'])
+    speed.main()
+    assert seen == dict(option=False)
+    monkeypatch.setattr('sys.argv',
+                        ['speed.py', '--only', 'dynamo', '--dict-tag-guards'])
+    speed.main()
+    assert seen == dict(option=True)
+    assert 'use_recursive_dict_tags_for_guards=True' in \
+        speed._RESULTS['machine']
