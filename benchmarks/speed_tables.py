@@ -71,6 +71,12 @@ COMPILED_CPU = [
      'compiled+frozen', 1),
     ('diagnosis, `MALLOC_MMAP_THRESHOLD_=131072`: + freezing, guards skipped',
      'speed_compiled_steady_mmap_cpu.json', 'compiled+frozen skip-guard-eval', 1),
+    ('seventh run, MobileNetV2 96: + freezing, **dict-tag guards**',
+     'speed_compiled_dict_tags_mnv2_cpu.json', 'compiled+frozen', 1),
+    ('seventh run, right after: + freezing, guards as by default',
+     'speed_compiled_default_guards_mnv2_cpu.json', 'compiled+frozen', 1),
+    ('eighth run: + freezing, **dict-tag guards**', 'speed_compiled_dict_tags_cpu.json',
+     'compiled+frozen', 1),
     ('the backbones alone, `torch.compile(backbone)`', 'speed_compiled_backbone_b1_cpu.json',
      'compiled backbone', 1),
     ("the backbones alone, **their own `.compile()`** (SAN's graph reads the kernel caches "
@@ -90,7 +96,8 @@ COMPILED_B32_CPU = [
      'compiled+frozen skip-guard-eval', 32),
 ]
 # dynamo rows (benchmarks/speed.py --only dynamo): every kind in a file, in its order
-DYNAMO_CPU = ['speed_dynamo_cpu.json', 'speed_dynamo_guard_groups_cpu.json']
+DYNAMO_CPU = ['speed_dynamo_cpu.json', 'speed_dynamo_guard_groups_cpu.json',
+              'speed_dynamo_dict_tags_cpu.json']
 TRAIN_RUNS = [('eager', 'speed_train_b64_cuda.json'),
               ('eager', 'speed_train_b64_h200_cuda.json'),
               ('CUDA graphs', 'speed_train_b64_cuda_graph_h200_cuda.json'),
