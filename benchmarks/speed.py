@@ -1334,6 +1334,11 @@ def main():
     if args.device.startswith('cuda'):
         machine += f', {torch.cuda.get_device_name()}'
     if args.dict_tag_guards:
+        if not hasattr(torch._dynamo.config,
+                       'use_recursive_dict_tags_for_guards'):
+            parser.error(f'--dict-tag-guards: torch {torch.__version__} has '
+                         'no recursive dict-tag guards (torch._dynamo.config.'
+                         'use_recursive_dict_tags_for_guards); drop the flag')
         torch._dynamo.config.use_recursive_dict_tags_for_guards = True
         machine += ', dynamo use_recursive_dict_tags_for_guards=True'
     print(f'machine: {machine}; device {args.device}; repeats {args.repeats}')

@@ -247,6 +247,10 @@ def test_serving_with_guard_evaluation_skipped_picks_each_sizes_graph():
     assert counter.frame_count == len(inputs)
 
 
+# dynamo's recursive dict-tag guards (an opt-in torch option, off by default)
+needs_dict_tag_guards = pytest.mark.skipif(
+    not hasattr(torch._dynamo.config, 'use_recursive_dict_tags_for_guards'),
+    reason='this torch has no recursive dict-tag guards')
 # The plain mmpretrain backbones with MOBILENET's and RESNET's layouts.
 PLAIN_BACKBONES = dict(
     MetaMobileNetV2=dict(type='MobileNetV2', widen_factor=0.25),
@@ -277,6 +281,7 @@ def tag_safe_roots(model, size):
     return roots
 
 
+@needs_dict_tag_guards
 @pytest.mark.parametrize('backbone,plain', [
     (MOBILENET, PLAIN_BACKBONES['MetaMobileNetV2']),
     (dict(RESNET, stem_kernel_size=7, stem_pool=True, train_sizes=[32, 24]),
@@ -310,6 +315,7 @@ def test_dict_tag_guards_skip_sans_layers_where_they_skip_plain_ones(
     assert [root for root in san_roots if under(root, plain_roots)] == []
 
 
+@needs_dict_tag_guards
 def test_dict_tag_guards_see_every_change_inside_a_skipped_layer():
     """The recursive dict-tag check skips a layer's guards only while every
     dict in it is unchanged: a changed BN set attribute, a replaced set, an
@@ -350,6 +356,7 @@ def test_dict_tag_guards_see_every_change_inside_a_skipped_layer():
             for x, expected in zip(inputs, eager):
                 torch.testing.assert_close(compiled(x, mode='tensor'),
                                            expected, rtol=1e-5, atol=1e-6)
+
 
 def test_inductor_output_equals_eager():
     """The real compiler (C++ kernels on CPU) on a two-stage MetaResNet at an

@@ -54,7 +54,8 @@ class BaseScaleAdaptiveBackbone(BaseBackbone):
         self.scale_encoder = ScaleEncoder(train_sizes, **(scale_encoding or {}))
         self.train_sizes = self.scale_encoder.train_sizes
         self.scale_policy = ScalePolicy(self.scale_encoder, inference_mode)
-        # Not a submodule (see ScaleContext): no state, shared by the layers.
+        # Not a submodule (see ScaleContext): it holds no tensors, and every
+        # generated conv and private BN shares it.
         self.__dict__['scale_context'] = ScaleContext()
         self.use_meta_network = bool(use_meta_network)
         self.forced_size: Optional[int] = None

@@ -91,13 +91,15 @@ class ScaleContext(nn.Module):
 
     Why an ``nn.Module`` that no module registers (every holder keeps it in its ``__dict__``,
     so it is in no ``state_dict``, ``named_modules`` or ``repr``): under ``torch.compile`` with
-    dynamo's recursive dict-tag guards (``torch._dynamo.config.use_recursive_dict_tags_for_guards``)
-    a module subtree whose dicts are unchanged since the last call is not checked again, but
-    only subtrees made of modules, dicts and immutable values qualify. A plain-object context
-    referenced by every layer disqualified every layer (MobileNetV2: 182 small subtrees skipped
-    instead of the plain model's 13 top-level ones); as a module it qualifies, and SAN's layers
-    are skipped exactly where the plain model's are. Its ``state`` is still checked on every
-    call, through the backbone, which writes it.
+    dynamo's recursive dict-tag guards
+    (``torch._dynamo.config.use_recursive_dict_tags_for_guards``), a module subtree whose dicts
+    are unchanged since the last call is not checked again, but only subtrees made of modules,
+    dicts and immutable values qualify. A plain-object context referenced by every layer
+    disqualified every layer (MobileNetV2: 182 small subtrees skipped instead of the plain
+    model's 13 stage-level ones); as a module it qualifies, and SAN's stages are skipped where
+    the plain model's are. Its ``state`` is still checked on every call, through the backbone,
+    which writes it. The price: setting ``state`` goes through ``nn.Module.__setattr__``
+    (about 0.9 µs, once per forward, measured on the 2-core CPU).
     """
 
     def __init__(self):
