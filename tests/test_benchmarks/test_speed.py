@@ -349,8 +349,6 @@ def test_dict_tag_guards_turns_on_dynamos_option_and_records_it(
         speed, monkeypatch):
     import torch
     config = torch._dynamo.config
-    # restored after the test: main() sets it for the whole process
-    monkeypatch.setattr(config, 'use_recursive_dict_tags_for_guards', False)
     seen = {}
 
     def bench_dynamo(args):
@@ -358,12 +356,17 @@ def test_dict_tag_guards_turns_on_dynamos_option_and_records_it(
         return []
 
     monkeypatch.setattr(speed, 'bench_dynamo', bench_dynamo)
-    monkeypatch.setattr('sys.argv', ['speed.py', '--only', 'dynamo'])
-    speed.main()
-    assert seen == dict(option=False)
-    monkeypatch.setattr('sys.argv',
-                        ['speed.py', '--only', 'dynamo', '--dict-tag-guards'])
-    speed.main()
-    assert seen == dict(option=True)
+    # config.patch restores the option, which main() sets for the whole
+    # process (monkeypatch.setattr cannot: a config module keeps its options
+    # out of its __dict__, so pytest would delete the option on undo)
+    with config.patch(use_recursive_dict_tags_for_guards=False):
+        monkeypatch.setattr('sys.argv', ['speed.py', '--only', 'dynamo'])
+        speed.main()
+        assert seen == dict(option=False)
+        monkeypatch.setattr(
+            'sys.argv', ['speed.py', '--only', 'dynamo', '--dict-tag-guards'])
+        speed.main()
+        assert seen == dict(option=True)
+    assert config.use_recursive_dict_tags_for_guards is False
     assert 'use_recursive_dict_tags_for_guards=True' in \
         speed._RESULTS['machine']
