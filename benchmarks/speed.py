@@ -678,9 +678,24 @@ def bench_placement(args):
 # what each costs per call shows when SAN is compiled without it
 # (--guard-attribution, --san-without-guards). Leaving guards out is unsafe
 # (a changed tensor or setting would not recompile): a diagnosis only.
+def on_the_set_path(name):
+    """Whether the guard ``name`` is on how a private BN reaches its active
+    set (the sets' container, the set's key and type, the set's hooks that
+    the fast path reads): the second module level a plain BN does not have,
+    not the set's own attributes and tensors, which a plain BN has too."""
+    if '._set_keys' in name:
+        return True
+    _, found, rest = name.partition("._modules['sets']")
+    return bool(found) and re.fullmatch(
+        r"(\.__dict__|\._modules(\['\d+'\](\._forward(_pre)?_hooks)?)?)?",
+        rest) is not None
+
+
 SAN_GUARD_GROUPS = {
     'sets': ("its private BNs' sets (path and tensors)",
              lambda name: "._modules['sets']" in name or '._set_keys' in name),
+    'set-path': ("the path to its private BNs' sets (not the sets' own guards)",
+                 on_the_set_path),
     'scale-context': ('scale_context on every layer',
                       lambda name: '.scale_context' in name),
     'residual': ('the residual kernels A',

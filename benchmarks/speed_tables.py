@@ -96,8 +96,11 @@ COMPILED_B32_CPU = [
      'compiled+frozen skip-guard-eval', 32),
 ]
 # dynamo rows (benchmarks/speed.py --only dynamo): every kind in a file, in its order
-DYNAMO_CPU = ['speed_dynamo_cpu.json', 'speed_dynamo_guard_groups_cpu.json',
-              'speed_dynamo_dict_tags_cpu.json']
+# (file, the kinds to show: None for all, or words one of which a kind must contain)
+DYNAMO_CPU = [('speed_dynamo_cpu.json', None), ('speed_dynamo_guard_groups_cpu.json', None),
+              ('speed_dynamo_dict_tags_cpu.json', None),
+              ('speed_dynamo_set_path_cpu.json', ('frozen', )),
+              ('speed_dynamo_set_path_dict_tags_cpu.json', ('frozen', ))]
 TRAIN_RUNS = [('eager', 'speed_train_b64_cuda.json'),
               ('eager', 'speed_train_b64_h200_cuda.json'),
               ('CUDA graphs', 'speed_train_b64_cuda_graph_h200_cuda.json'),
@@ -276,12 +279,12 @@ def dynamo_cpu_table():
     both medians in microseconds."""
     lines = grid_header('what `torch.compile` adds per call (graph returning precomputed '
                         'outputs), SAN / plain (SAN / plain µs)', COMPILED_COLUMNS)
-    for name in DYNAMO_CPU:
+    for name, only in DYNAMO_CPU:
         data = load(name)
         kinds = {}
         for entry in entries(data):
             match = DYNAMO_ROW.match(entry['name'].strip())
-            if match:
+            if match and (only is None or any(w in match['kind'] for w in only)):
                 column = (match['arch'], int(match['size']))
                 kinds.setdefault(match['kind'], {})[column] = entry
         for kind, found in kinds.items():
