@@ -370,3 +370,22 @@ def test_dict_tag_guards_turns_on_dynamos_option_and_records_it(
     assert config.use_recursive_dict_tags_for_guards is False
     assert 'use_recursive_dict_tags_for_guards=True' in \
         speed._RESULTS['machine']
+
+
+def test_set_path_group_is_the_second_module_level_only(speed):
+    """--guard-attribution's set-path group: how a private BN reaches its
+    active set (what a plain BN does not have), not the set's own guards
+    (its eps, training flag and tensors, which a plain BN has too)."""
+    bn = "L['self']._modules['backbone']._modules['conv1']._modules['bn']"
+    sets = bn + "._modules['sets']"
+    active = sets + "._modules['4']"
+    on_the_path = [sets, sets + '.__dict__', sets + '._modules', active,
+                   active + '._forward_hooks', active + '._forward_pre_hooks',
+                   bn + '._set_keys']
+    own = [active + '.' + attr for attr in (
+        'eps', 'training', "_buffers['running_mean']",
+        "_parameters['weight']", '_buffers')]
+    assert all(map(speed.on_the_set_path, on_the_path))
+    assert not any(map(speed.on_the_set_path, own + [bn + '.scale_context']))
+    in_sets = speed.SAN_GUARD_GROUPS['sets'][1]
+    assert all(map(in_sets, on_the_path + own))  # 'sets' holds both
