@@ -351,3 +351,28 @@ def test_sizes_too_small_for_the_total_stride_are_refused(build, stride):
                        rf'{smallest - 1}, 40\): size {smallest - 1} is too '
                        'small'):
         net(torch.rand(1, 3, smallest - 1, 40))
+
+
+@pytest.mark.parametrize('copy_of', ['deepcopy', 'pickle'])
+def test_one_scale_context_shared_by_every_layer_and_no_submodule(copy_of):
+    """The network's ScaleContext is an nn.Module (so dynamo's recursive
+    dict-tag guards can skip SAN's layers) that no module registers: it adds
+    nothing to the state dict, named_modules or repr, and a copy of the
+    network gets one new context, shared by all of its layers."""
+    import copy
+    import pickle
+    net = tiny(18, train_sizes=[32, 24])
+    assert isinstance(net.scale_context, nn.Module)
+    assert not [k for k in net.state_dict() if 'scale_context' in k]
+    assert not [n for n, _ in net.named_modules() if 'scale_context' in n]
+    assert 'ScaleContext' not in repr(net)
+    clone = (copy.deepcopy(net) if copy_of == 'deepcopy' else
+             pickle.loads(pickle.dumps(net)))
+    context = clone.scale_context
+    assert context is not net.scale_context
+    layers = list(clone.private_bns()) + list(clone.meta_convs())
+    assert layers and all(layer.scale_context is context for layer in layers)
+    clone.eval()
+    with torch.no_grad():
+        clone(torch.rand(1, 3, 24, 24))
+    assert context.state.size == 24 and net.scale_context.state is None
