@@ -674,10 +674,6 @@ def bench_placement(args):
     return rows
 
 
-# SAN's own guard groups, by the source a guard reads (dynamo's guard names):
-# what each costs per call shows when SAN is compiled without it
-# (--guard-attribution, --san-without-guards). Leaving guards out is unsafe
-# (a changed tensor or setting would not recompile): a diagnosis only.
 def on_the_set_path(name):
     """Whether the guard ``name`` is on how a private BN reaches its active
     set (the sets' container, the set's key and type, the set's hooks that
@@ -691,6 +687,10 @@ def on_the_set_path(name):
         rest) is not None
 
 
+# SAN's own guard groups, by the source a guard reads (dynamo's guard names):
+# what each costs per call shows when SAN is compiled without it
+# (--guard-attribution, --san-without-guards). Leaving guards out is unsafe
+# (a changed tensor or setting would not recompile): a diagnosis only.
 SAN_GUARD_GROUPS = {
     'sets': ("its private BNs' sets (path and tensors)",
              lambda name: "._modules['sets']" in name or '._set_keys' in name),

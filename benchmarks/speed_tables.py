@@ -95,8 +95,8 @@ COMPILED_B32_CPU = [
     ('third run: + freezing, guards skipped', 'speed_compiled_b32_guards_cpu.json',
      'compiled+frozen skip-guard-eval', 32),
 ]
-# dynamo rows (benchmarks/speed.py --only dynamo): every kind in a file, in its order
-# (file, the kinds to show: None for all, or words one of which a kind must contain)
+# dynamo rows (benchmarks/speed.py --only dynamo): (file, the kinds to show: None for every
+# kind, or words one of which a kind must contain), each file's kinds in its order
 DYNAMO_CPU = [('speed_dynamo_cpu.json', None), ('speed_dynamo_guard_groups_cpu.json', None),
               ('speed_dynamo_dict_tags_cpu.json', None),
               ('speed_dynamo_set_path_cpu.json', ('frozen', )),
