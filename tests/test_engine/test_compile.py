@@ -247,9 +247,11 @@ def test_serving_with_guard_evaluation_skipped_picks_each_sizes_graph():
     assert counter.frame_count == len(inputs)
 
 
-# dynamo's recursive dict-tag guards (an opt-in torch option, off by default)
+# dynamo's recursive dict-tag guards (an opt-in torch option, off by default),
+# and the guard-tree inspection the tests read them through
 needs_dict_tag_guards = pytest.mark.skipif(
-    not hasattr(torch._dynamo.config, 'use_recursive_dict_tags_for_guards'),
+    not hasattr(torch._dynamo.config, 'use_recursive_dict_tags_for_guards')
+    or not hasattr(torch._C._dynamo.guards.GuardManager, 'is_tag_safe_root'),
     reason='this torch has no recursive dict-tag guards')
 # The plain mmpretrain backbones with MOBILENET's and RESNET's layouts.
 PLAIN_BACKBONES = dict(
