@@ -428,6 +428,8 @@ def bench_codegen(args):
     backbones through their own ``.compile()`` (SAN's graph then reads its
     refreshed kernel caches)."""
     import difflib
+
+    import torch._inductor.config as inductor_config
     in_place = args.compile_part == 'backbone-method'
 
     def compiled_call(model, x, torch):
@@ -441,8 +443,6 @@ def bench_codegen(args):
     for arch in args.archs:
         san, plain, torch = san_and_plain(arch, args.device)
         for freeze in freeze_variants(args):
-            import torch._inductor.config as inductor_config
-            inductor_config.freezing = freeze
             kind = ('compiled+frozen' if freeze else 'compiled') + (
                 ' backbone .compile()' if in_place else '')
             for size in args.sizes:
@@ -451,8 +451,11 @@ def bench_codegen(args):
                     programs = {}
                     for name, model in (('san', san), ('plain', plain)):
                         torch._dynamo.reset()
-                        programs[name] = generated_program(without_grad(
-                            compiled_call(model, x, torch)))
+                        # patched, not set: later rows and benches run
+                        # unfrozen unless they ask
+                        with inductor_config.patch(freezing=freeze):
+                            programs[name] = generated_program(without_grad(
+                                compiled_call(model, x, torch)))
                     differing = [line for line in difflib.unified_diff(
                         programs['san'], programs['plain'], lineterm='', n=0)
                         if line[:1] in '+-' and line[:3] not in ('+++', '---')]
