@@ -423,18 +423,22 @@ def kernel_calls(program):
 
 def bench_codegen(args):
     """Whether SAN and the plain model (same weights) compile to the same
-    program at each size and batch (not timed): the whole models through
-    ``torch.compile``, or with ``--compile-part backbone-method`` the
-    backbones through their own ``.compile()`` (SAN's graph then reads its
-    refreshed kernel caches)."""
+    program at each size and batch (not timed), compiled as --compile-part
+    says: the whole models through ``torch.compile``, the backbones alone
+    (``backbone``), or the backbones through their own ``.compile()``
+    (``backbone-method``: SAN's graph then reads its refreshed kernel
+    caches)."""
     import difflib
 
     import torch._inductor.config as inductor_config
-    in_place = args.compile_part == 'backbone-method'
+    part = args.compile_part
 
     def compiled_call(model, x, torch):
-        if in_place:
+        if part == 'backbone-method':
             backbone = compile_in_place(model.backbone, dynamic=False)
+            return lambda: backbone(x)
+        if part == 'backbone':
+            backbone = torch.compile(model.backbone, dynamic=False)
             return lambda: backbone(x)
         compiled = torch.compile(model, dynamic=False)
         return lambda: compiled(x, mode='tensor')
@@ -443,8 +447,9 @@ def bench_codegen(args):
     for arch in args.archs:
         san, plain, torch = san_and_plain(arch, args.device)
         for freeze in freeze_variants(args):
-            kind = ('compiled+frozen' if freeze else 'compiled') + (
-                ' backbone .compile()' if in_place else '')
+            kind = ('compiled+frozen' if freeze else 'compiled') + {
+                'model': '', 'backbone': ' backbone',
+                'backbone-method': ' backbone .compile()'}[part]
             for size in args.sizes:
                 for batch in args.batches:
                     x = torch.rand(batch, 3, size, size, device=args.device)
@@ -1292,10 +1297,10 @@ def main():
                         'each row, in the same process)')
     parser.add_argument('--compile-part', default='model',
                         choices=['model', 'backbone', 'backbone-method'],
-                        help='compiled rows: compile and time the whole '
-                        'classifier or the backbone alone (torch.compile of '
-                        'it, or backbone-method: its own .compile(), the '
-                        "SAN loops' way)")
+                        help='compiled and codegen rows: compile (and time) '
+                        'the whole classifier or the backbone alone '
+                        '(torch.compile of it, or backbone-method: its own '
+                        ".compile(), the SAN loops' way)")
     parser.add_argument('--control', action='store_true',
                         help='inference, compiled and aoti rows also time the '
                         'plain model against a copy of itself (an A/A control: '

@@ -389,3 +389,34 @@ def test_set_path_group_is_the_second_module_level_only(speed):
     assert not any(map(speed.on_the_set_path, own + [bn + '.scale_context']))
     in_sets = speed.SAN_GUARD_GROUPS['sets'][1]
     assert all(map(in_sets, on_the_path + own))  # 'sets' holds both
+
+
+@pytest.mark.parametrize('part,compiled,label', [
+    ('model', 'classifier', 'compiled+frozen'),
+    ('backbone', 'backbone', 'compiled+frozen backbone'),
+    ('backbone-method', 'backbone', 'compiled+frozen backbone .compile()')])
+def test_codegen_compiles_the_part_asked_for(speed, monkeypatch, part,
+                                             compiled, label):
+    """--only codegen follows --compile-part: the classifier's program has
+    the head's linear layer, the backbone's has not; each row says which
+    part it compiled. Frozen, the two tiny models compile to the same
+    program."""
+    import torch
+    from types import SimpleNamespace
+    monkeypatch.setattr(speed, 'san_and_plain',
+                        lambda arch, device: (*_tiny_san_and_plain(), torch))
+    programs, generated_program = [], speed.generated_program
+
+    def kept_program(call):
+        programs.append(generated_program(call))
+        return programs[-1]
+
+    monkeypatch.setattr(speed, 'generated_program', kept_program)
+    args = SimpleNamespace(archs=['resnet18'], device='cpu', freeze='only',
+                           sizes=[24], batches=[1], compile_part=part)
+    [row] = speed.bench_codegen(args)
+    assert row['name'] == f'codegen {label} resnet18 r=24 b=1'
+    assert row['same_program'], row
+    has_linear = [any('addmm' in line or 'linear' in line for line in program)
+                  for program in programs]
+    assert has_linear == [compiled == 'classifier'] * 2
