@@ -1176,7 +1176,9 @@ def bench_pipeline(args):
 def run_processes(args):
     """Run this script ``args.processes`` times, one fresh process after
     another, with the same arguments; print and write (``--out``) every
-    process's rows and, per row, the ratios and their median."""
+    process's rows and, per row, the ratios and their median. --out is
+    rewritten after every process ("complete": false until the last), so a
+    run stopped by a timeout or a kill keeps the processes that finished."""
     import tempfile
     processes, machine = [], None
     with tempfile.TemporaryDirectory() as tmp:
@@ -1197,22 +1199,28 @@ def run_processes(args):
                 result = json.load(f)
             machine = result['machine']
             processes.append(result['rows'])
-    summary = summarise_processes(processes)
+            _save_processes(args, machine, processes,
+                            complete=len(processes) == args.processes)
     print('--- ratio per process, median over processes')
-    for row in summary:
+    for row in summarise_processes(processes):
         ratios = ' / '.join(f'{r:.3f}' for r in row['ratios'])
         orders = ''.join(
             f', {first} {ratio:.3f}' for first, ratio in row.get(
                 'median_ratio_by_compile_order', {}).items())
         print(f'{row["name"]:60s} {ratios}  median {row["median_ratio"]:.3f}'
               + orders)
+
+
+def _save_processes(args, machine, processes, complete):
+    """Write (--out) the processes run so far and their summary."""
     if args.out:
         with open(args.out, 'w') as f:
             json.dump(dict(machine=machine,
                            command='python benchmarks/speed.py ' +
                            ' '.join(sys.argv[1:]),
-                           summary=summary, processes=processes), f,
-                      indent=1)
+                           complete=complete,
+                           summary=summarise_processes(processes),
+                           processes=processes), f, indent=1)
 
 
 def summarise_processes(processes):

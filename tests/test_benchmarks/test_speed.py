@@ -87,6 +87,37 @@ def test_alternate_compile_order_alternates_between_processes(
         compile_order='alternate')) == ('san', 'plain')
 
 
+def test_processes_are_kept_when_a_later_one_fails(speed, monkeypatch,
+                                                  tmp_path):
+    """--processes N --out F: F is rewritten after every process, so the
+    processes that finished are kept when a later one fails or the run is
+    killed ("complete" false until the last one)."""
+    import json
+    import subprocess
+    calls = []
+
+    def fake_run(command, check):
+        calls.append(command)
+        if len(calls) == 3:
+            raise subprocess.CalledProcessError(1, command)
+        out = command[command.index('--out', 3) + 1]
+        with open(out, 'w') as f:
+            json.dump(dict(machine='m', rows=[
+                dict(name='row', ratio=1.0 + len(calls) / 100)]), f)
+    monkeypatch.setattr(subprocess, 'run', fake_run)
+    monkeypatch.setattr(speed.sys, 'argv', ['speed.py', '--only', 'compiled'])
+    out = tmp_path / 'out.json'
+    args = argparse.Namespace(processes=4, compile_order='san-first',
+                              out=str(out))
+    with pytest.raises(subprocess.CalledProcessError):
+        speed.run_processes(args)
+    written = json.loads(out.read_text())
+    assert written['complete'] is False
+    assert len(written['processes']) == 2
+    assert written['summary'] == [dict(name='row', ratios=[1.01, 1.02],
+                                       median_ratio=pytest.approx(1.015))]
+
+
 def test_without_a_control_only_the_san_row(speed, monkeypatch, capsys):
     monkeypatch.setattr(speed, 'measure', lambda fn, min_run_time: fn())
     args = argparse.Namespace(repeats=2, min_run_time=0.0)
