@@ -77,6 +77,10 @@ COMPILED_CPU = [
      'speed_compiled_default_guards_mnv2_cpu.json', 'compiled+frozen', 1),
     ('eighth run: + freezing, **dict-tag guards**', 'speed_compiled_dict_tags_cpu.json',
      'compiled+frozen', 1),
+    ('ninth run, MobileNetV2 alone (compile order alternated): + freezing, **dict-tag guards**',
+     'speed_compiled_dict_tags_mnv2_10p_cpu.json', 'compiled+frozen', 1),
+    ('ninth run, right after in each process: + freezing, guards skipped',
+     'speed_compiled_dict_tags_mnv2_10p_cpu.json', 'compiled+frozen skip-guard-eval', 1),
     ('the backbones alone, `torch.compile(backbone)`', 'speed_compiled_backbone_b1_cpu.json',
      'compiled backbone', 1),
     ("the backbones alone, **their own `.compile()`** (SAN's graph reads the kernel caches "
