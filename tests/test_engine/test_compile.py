@@ -260,27 +260,34 @@ PLAIN_BACKBONES = dict(
                     base_channels=4))
 
 
-def tag_safe_roots(model, size):
-    """Sources of the guard subtrees that dynamo's recursive dict-tag check
-    may skip (tag-safe roots) after compiling ``model`` in eval at
-    ``size``."""
+def tag_safe_roots(model, size, compiled=None):
+    """The tag-safe roots of ``model``'s guard tree (source -> guard
+    manager): the subtrees that dynamo's recursive dict-tag check may skip,
+    after compiling ``model`` in eval at ``size`` (or after the calls already
+    made to ``compiled``, its compiled form)."""
     from torch._dynamo.eval_frame import _debug_get_cache_entry_list
-    with torch._dynamo.config.patch(use_recursive_dict_tags_for_guards=True):
-        compiled = torch.compile(model, backend='eager', dynamic=False)
-        with torch.no_grad():
-            compiled(torch.rand(1, 3, size, size), mode='tensor')
-    [entry] = _debug_get_cache_entry_list(type(model).forward.__code__)
-    roots, managers = set(), [entry.guard_manager.root]
-    while managers:
-        manager = managers.pop()
-        if manager.is_tag_safe_root():
-            roots.add(manager.get_source())
-        managers += manager.get_child_managers()
-        if hasattr(manager, 'get_key_value_managers'):  # a dict's
-            managers += [m for pair in
-                         manager.get_key_value_managers().values()
-                         for m in pair if m is not None]
+    if compiled is None:
+        with torch._dynamo.config.patch(
+                use_recursive_dict_tags_for_guards=True):
+            compiled = torch.compile(model, backend='eager', dynamic=False)
+            with torch.no_grad():
+                compiled(torch.rand(1, 3, size, size), mode='tensor')
+    roots = {}
+    for entry in _debug_get_cache_entry_list(type(model).forward.__code__):
+        managers = [entry.guard_manager.root]
+        while managers:
+            manager = managers.pop()
+            if manager.is_tag_safe_root():
+                roots.setdefault(manager.get_source(), []).append(manager)
+            managers += manager.get_child_managers()
+            if hasattr(manager, 'get_key_value_managers'):  # a dict's
+                managers += [m for pair in
+                             manager.get_key_value_managers().values()
+                             for m in pair if m is not None]
     return roots
+
+
+BACKBONE_SOURCE = "L['self']._modules['backbone']"
 
 
 @needs_dict_tag_guards
@@ -288,14 +295,14 @@ def tag_safe_roots(model, size):
     (MOBILENET, PLAIN_BACKBONES['MetaMobileNetV2']),
     (dict(RESNET, stem_kernel_size=7, stem_pool=True, train_sizes=[32, 24]),
      PLAIN_BACKBONES['MetaResNet'])], ids=['MetaMobileNetV2', 'MetaResNet'])
-def test_dict_tag_guards_skip_sans_layers_where_they_skip_plain_ones(
-        backbone, plain):
-    """With dynamo's recursive dict-tag guards, a layer's whole guard subtree
-    is skipped while its dicts are unchanged, as in the plain model: SAN's
-    tag-safe roots cover the plain model's (each stage, neck and head; the
-    MobileNetV2 stem whole, where the plain one is skipped per module), not
-    one per generated conv and private BN. A shared context that is not an
-    nn.Module makes every layer's subtree unsafe."""
+def test_dict_tag_guards_skip_sans_whole_backbone(backbone, plain):
+    """With dynamo's recursive dict-tag guards, a subtree's guards are
+    skipped while its dicts are unchanged. Everything SAN's backbone reads
+    in its forward is a module, a dict or an immutable value, so its whole
+    backbone is one such subtree, where the plain model's are its stages
+    (each plain one lies in one of SAN's). A helper that is not a module
+    (the context, the scale policy or encoder), a layer list, a property
+    read or a state written by ``nn.Module.__setattr__`` each break it."""
     channels = 1280 if plain['type'] == 'MobileNetV2' else 32
     san = classifier(backbone, channels).eval()
     torch.manual_seed(0)
@@ -306,15 +313,47 @@ def test_dict_tag_guards_skip_sans_layers_where_they_skip_plain_ones(
                   in_channels=channels))).eval()
     plain_roots = tag_safe_roots(plain_model, 32)
     assert any('layer1' in root for root in plain_roots), plain_roots
+    assert BACKBONE_SOURCE not in plain_roots
     san_roots = tag_safe_roots(san, 32)
+    assert BACKBONE_SOURCE in san_roots, sorted(san_roots)
 
     def under(source, roots):  # a strict descendant of one of ``roots``
         return any(source.startswith(root + '.') for root in roots)
-    # Every subtree skipped in the plain model is skipped whole in SAN...
     assert [root for root in plain_roots
             if root not in san_roots and not under(root, san_roots)] == []
-    # ...and SAN's are never finer-grained than the plain model's.
-    assert [root for root in san_roots if under(root, plain_roots)] == []
+    assert not any(under(root, [BACKBONE_SOURCE]) for root in san_roots)
+
+
+@needs_dict_tag_guards
+def test_compiled_calls_keep_the_backbones_guards_skipped():
+    """Every forward ends with the shared state back at None, so a compiled
+    call finds the backbone's dicts as the last one left them and dynamo keeps
+    skipping its guards (a root whose tags once differ is evaluated in full
+    from then on), also after eager forwards ran before compiling; sizes
+    alternate as a server's would. ``last_state`` keeps an eager forward's
+    state for inspection."""
+    model = trained_like(classifier(RESNET, 32)).eval()
+    inputs = {size: torch.rand(1, 3, size, size) for size in (32, 26)}
+    with torch.no_grad():
+        expected = {size: model(x, mode='tensor')
+                    for size, x in inputs.items()}
+    context = model.backbone.scale_context
+    assert context.state is None and context.last_state.size == 26
+    with torch._dynamo.config.patch(use_recursive_dict_tags_for_guards=True):
+        compiled = torch.compile(model, backend='eager', dynamic=False)
+        with torch.no_grad():
+            for size in (32, 26, 32, 26, 32):
+                torch.testing.assert_close(
+                    compiled(inputs[size], mode='tensor'), expected[size])
+                assert context.state is None
+    [backbone_roots] = [managers for source, managers in tag_safe_roots(
+        model, 32, compiled).items() if source == BACKBONE_SOURCE]
+    assert len(backbone_roots) == 2  # one graph per size
+    assert not any(root.is_recursive_dict_tag_matching_disabled()
+                   for root in backbone_roots)
+    with torch.no_grad():
+        model(inputs[32], mode='tensor')
+    assert context.state is None and context.last_state.size == 32
 
 
 @needs_dict_tag_guards

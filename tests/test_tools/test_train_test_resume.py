@@ -184,7 +184,7 @@ def test_mmpretrain_inference_apis_on_an_image_file(trained, image_folder,
     assert result['pred_class'] in ('red', 'green', 'blue')
     assert len(result['pred_scores']) == 3
     # the size comes from the test pipeline: 32, a training size
-    assert model.backbone.scale_context.state.size == 32
+    assert model.backbone.scale_context.last_state.size == 32
     feats = model.extract_feat(torch.rand(1, 3, 24, 24))
     assert feats[-1].shape == (1, 32)
 

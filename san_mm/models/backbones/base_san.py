@@ -51,11 +51,14 @@ class BaseScaleAdaptiveBackbone(BaseBackbone):
                  use_meta_network: bool = True,
                  init_cfg=None):
         super().__init__(init_cfg)
-        self.scale_encoder = ScaleEncoder(train_sizes, **(scale_encoding or {}))
+        # Not submodules (see ScaleContext): they hold no tensors, and every
+        # forward reads them (the context: every generated conv and private
+        # BN shares it).
+        self.__dict__['scale_encoder'] = ScaleEncoder(
+            train_sizes, **(scale_encoding or {}))
         self.train_sizes = self.scale_encoder.train_sizes
-        self.scale_policy = ScalePolicy(self.scale_encoder, inference_mode)
-        # Not a submodule (see ScaleContext): it holds no tensors, and every
-        # generated conv and private BN shares it.
+        self.__dict__['scale_policy'] = ScalePolicy(self.scale_encoder,
+                                                    inference_mode)
         self.__dict__['scale_context'] = ScaleContext()
         self.use_meta_network = bool(use_meta_network)
         self.forced_size: Optional[int] = None
@@ -204,7 +207,13 @@ class BaseScaleAdaptiveBackbone(BaseBackbone):
                 'stride-2 layer gets a 1x1 map of padding around one pixel); '
                 f'{fix}')
 
-    def _check_train_sizes_fit(self) -> None:
+    def _settle_input_sizes(self) -> None:
+        """At the end of a subclass's ``__init__``: record
+        :attr:`min_input_size` as an instance attribute, which every forward
+        reads (a property read under ``torch.compile`` guards the class, and
+        takes the backbone out of dynamo's dict-tag fast path), and check the
+        training sizes against it."""
+        self._min_input_size = self.min_input_size
         for size in self.train_sizes:
             self.check_size_fits(
                 size, 'training size',
@@ -384,7 +393,7 @@ class BaseScaleAdaptiveBackbone(BaseBackbone):
         if size == self._calibrating_size:
             return self.scale_policy.calibration_state(size)
         calibrated = ()
-        if (self.inference_mode == 'calibrated'
+        if (self.scale_policy.mode == 'calibrated'  # not the property (above)
                 and size not in self.train_sizes):
             # On every forward at an unseen size: one membership test per
             # private BN; the full list only for the policy's warning.
@@ -412,12 +421,29 @@ class BaseScaleAdaptiveBackbone(BaseBackbone):
                 f'(N, C, H, W), got shape {tuple(x.shape)}; add the batch '
                 'dimension (x[None]) for a single image')
         input_size = min(x.shape[-2:])
-        if input_size < self.min_input_size:
+        if input_size < self._min_input_size:
             self.check_size_fits(
                 int(input_size), f'input of shape {tuple(x.shape)}: size',
                 f'resize the images to at least {self.min_input_size} '
                 'pixels')
         size = self.forced_size or input_size
         state = self.resolve_scale(int(size))
-        self.scale_context.state = state
+        # what nn.Module.__setattr__ does for this value, without its checks
+        # (see ScaleContext)
+        object.__setattr__(self.scale_context, 'state', state)
         return state
+
+    def leave_scale(self, outputs: tuple) -> tuple:
+        """End a forward: set the shared state back to None (eager, after
+        copying it to ``scale_context.last_state``, for inspection) and
+        return ``outputs``. A compiled call then leaves the context's dict as
+        it found it, so dynamo's recursive dict-tag guards can skip the whole
+        backbone's guards on the next call; a state left from one call to the
+        next would make them evaluate everything, for good. Blocks that
+        recompute in backward (``with_cp``) keep their own state
+        (:meth:`ScaleContext.checkpoint`)."""
+        context = self.scale_context
+        if not torch.compiler.is_compiling():
+            object.__setattr__(context, 'last_state', context.state)
+        object.__setattr__(context, 'state', None)
+        return outputs

@@ -8,7 +8,6 @@ private; only the classifier (in the head) is shared.
 from typing import Optional, Sequence
 
 import torch.nn as nn
-import torch.utils.checkpoint as cp
 from mmcv.cnn import build_activation_layer
 from mmpretrain.models.utils import make_divisible
 from mmpretrain.registry import MODELS
@@ -54,6 +53,8 @@ class MetaInvertedResidual(nn.Module):
                              f'{stride!r}')
         self.stride = stride
         self.with_cp = with_cp
+        # Not a submodule (see ScaleContext): gradient checkpointing reads it
+        self.__dict__['scale_context'] = backbone.scale_context
         self.use_res_connect = stride == 1 and in_channels == out_channels
         hidden = int(round(in_channels * expand_ratio))
         layers = []
@@ -73,7 +74,7 @@ class MetaInvertedResidual(nn.Module):
             return x + out if self.use_res_connect else out
 
         if self.with_cp and x.requires_grad:
-            return cp.checkpoint(_inner_forward, x, use_reentrant=False)
+            return self.scale_context.checkpoint(self, _inner_forward, x)
         return _inner_forward(x)
 
 
@@ -173,7 +174,8 @@ class MetaMobileNetV2(BaseScaleAdaptiveBackbone):
                                     act_cfg=act_cfg)
         self.layers.append('conv2')
         self._freeze_stages()
-        self._check_train_sizes_fit()
+        self.layers = tuple(self.layers)  # immutable: see ScaleEncoder
+        self._settle_input_sizes()
 
     @property
     def total_stride(self) -> int:
@@ -190,7 +192,7 @@ class MetaMobileNetV2(BaseScaleAdaptiveBackbone):
             x = getattr(self, layer_name)(x)
             if i in self.out_indices:
                 outs.append(x)
-        return tuple(outs)
+        return self.leave_scale(tuple(outs))
 
     def stem_modules(self):
         return [self.conv1]

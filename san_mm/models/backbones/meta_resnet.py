@@ -11,7 +11,6 @@ and is shared too). Every BN, the stem BN included, is private per training size
 from typing import Optional, Sequence
 
 import torch.nn as nn
-import torch.utils.checkpoint as cp
 from mmpretrain.registry import MODELS
 
 from ..utils import DEFAULT_TRAIN_SIZES
@@ -29,6 +28,8 @@ class MetaBasicBlock(nn.Module):
         self.out_channels = out_channels
         self.mid_channels = out_channels // self.expansion
         self.with_cp = with_cp
+        # Not a submodule (see ScaleContext): gradient checkpointing reads it
+        self.__dict__['scale_context'] = backbone.scale_context
         self.conv1 = backbone._meta_conv(in_channels, self.mid_channels, 3,
                                          stride=stride, padding=dilation,
                                          dilation=dilation)
@@ -51,7 +52,7 @@ class MetaBasicBlock(nn.Module):
             return out
 
         if self.with_cp and x.requires_grad:
-            out = cp.checkpoint(_inner_forward, x, use_reentrant=False)
+            out = self.scale_context.checkpoint(self, _inner_forward, x)
         else:
             out = _inner_forward(x)
         return self.relu(out)
@@ -69,6 +70,7 @@ class MetaBottleneck(MetaBasicBlock):
         self.out_channels = out_channels
         self.mid_channels = out_channels // self.expansion
         self.with_cp = with_cp
+        self.__dict__['scale_context'] = backbone.scale_context  # as above
         mid = self.mid_channels
         self.conv1 = backbone._meta_conv(in_channels, mid, 1)
         self.bn1 = backbone._private_bn(mid)
@@ -250,7 +252,8 @@ class MetaResNet(BaseScaleAdaptiveBackbone):
         if zero_init_residual:
             self._zero_init_residual()
         self._freeze_stages()
-        self._check_train_sizes_fit()
+        self.res_layers = tuple(self.res_layers)  # immutable: see ScaleEncoder
+        self._settle_input_sizes()
 
     @property
     def total_stride(self) -> int:
@@ -300,4 +303,4 @@ class MetaResNet(BaseScaleAdaptiveBackbone):
             x = getattr(self, layer_name)(x)
             if i in self.out_indices:
                 outs.append(x)
-        return tuple(outs)
+        return self.leave_scale(tuple(outs))

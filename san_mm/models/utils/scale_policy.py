@@ -17,9 +17,11 @@ that size's own encoding and BN set, so all modes agree there):
 """
 import warnings
 from dataclasses import dataclass
-from typing import Collection, Optional, Sequence
+from typing import Callable, Collection, Optional, Sequence
 
+import torch
 import torch.nn as nn
+import torch.utils.checkpoint
 
 from .scale_encoding import ScaleEncoder
 
@@ -81,8 +83,9 @@ class ScaleState:
 class ScaleContext(nn.Module):
     """The active :class:`ScaleState` shared by all SAN layers of one network.
 
-    A backbone owns one context and hands it to every generated conv and private BN it builds;
-    the backbone sets ``state`` once per forward, and the layers read it.
+    A backbone owns one context and hands it to every generated conv, private BN and block it
+    builds; the backbone sets ``state`` at the start of each forward, the layers read it, and
+    the forward ends by setting it back to None (``last_state`` keeps an eager forward's).
 
     ``kernels_cached`` is True only while a compiled backbone call runs whose eager wrapper
     (:meth:`BaseScaleAdaptiveBackbone.compile`) has just brought every generated conv's kernel
@@ -96,15 +99,25 @@ class ScaleContext(nn.Module):
     are unchanged since the last call is not checked again, but only subtrees made of modules,
     dicts and immutable values qualify. A plain-object context referenced by every layer
     disqualified every layer (MobileNetV2: 182 small subtrees skipped instead of the plain
-    model's 13 stage-level ones); as a module it qualifies, and SAN's stages are skipped where
-    the plain model's are. Its ``state`` is still checked on every call, through the backbone,
-    which writes it. The price: setting ``state`` goes through ``nn.Module.__setattr__``
-    (about 0.9 µs, once per forward, measured on the 2-core CPU).
+    model's 13 stage-level ones); as a module it qualifies. With the backbone's other helpers
+    (:class:`ScalePolicy`, :class:`~san_mm.models.utils.ScaleEncoder`) held the same way, the
+    whole backbone is one subtree skipped (the plain model: each stage).
+
+    The backbone writes ``state`` with ``object.__setattr__``: for a value that is no
+    parameter, buffer or module that is what ``nn.Module.__setattr__`` ends in, without its
+    look-ups of the module's own dicts (about 0.9 µs per forward on the 2-core CPU, and, traced
+    by dynamo, reads of ``__dict__`` that make the context untrusted). Ending every forward
+    with ``state`` back at None leaves the context's dict as a compiled call found it, even
+    when an eager forward ran before the first one.
     """
 
     def __init__(self):
         super().__init__()
         self.state: Optional[ScaleState] = None
+        # the state of the last eager forward, for inspection (a forward
+        # ends with ``state`` back at None: see BaseScaleAdaptiveBackbone.
+        # leave_scale)
+        self.last_state: Optional[ScaleState] = None
         self.kernels_cached = False
 
     def require_state(self, layer) -> ScaleState:
@@ -119,9 +132,40 @@ class ScaleContext(nn.Module):
                 'input) or set `scale_context.state` explicitly')
         return self.state
 
+    def checkpoint(self, layer, function: Callable, *inputs):
+        """``torch.utils.checkpoint.checkpoint(function, *inputs)`` (gradient
+        checkpointing: activations recomputed in backward) whose
+        recomputation runs at the state active now. The backward of a
+        multi-size step comes after every size's forward, when the state is
+        another size's or None; recomputed at it, a block would use another
+        size's kernels and BN set (and wrong gradients).
 
-class ScalePolicy:
+        Args:
+            layer (nn.Module): The calling block (named only in the error
+                if no state is active).
+            function (Callable): The computation to checkpoint.
+            *inputs: Its inputs.
+        """
+        state = self.require_state(layer)
+
+        def at_this_state(*args):
+            previous = self.state
+            object.__setattr__(self, 'state', state)
+            try:
+                return function(*args)
+            finally:
+                object.__setattr__(self, 'state', previous)
+
+        return torch.utils.checkpoint.checkpoint(at_this_state, *inputs,
+                                                 use_reentrant=False)
+
+
+class ScalePolicy(nn.Module):
     """Resolves a resolution into a :class:`ScaleState`.
+
+    An ``nn.Module`` with no tensors, kept in its backbone's ``__dict__`` and
+    holding its encoder the same way, for the reason given in
+    :class:`~san_mm.models.utils.ScaleEncoder`.
 
     Args:
         encoder (ScaleEncoder): Training sizes and the encoding rule.
@@ -130,7 +174,8 @@ class ScalePolicy:
     """
 
     def __init__(self, encoder: ScaleEncoder, mode: str = 'proxy'):
-        self.encoder = encoder
+        super().__init__()
+        self.__dict__['encoder'] = encoder  # the backbone's, not a submodule
         self.mode = check_inference_mode(mode)
         self._warned = set()
 

@@ -158,7 +158,7 @@ def test_get_model_forward_at_unseen_size_uses_configured_mode():
         torch.manual_seed(1)
         with torch.no_grad():
             outputs[mode] = model(torch.rand(2, 3, 20, 20))
-        state = model.backbone.scale_context.state
+        state = model.backbone.scale_context.last_state
         assert state.size == 20
         expected_kind = 'interpolate' if mode == 'data_free' else 'set'
         assert state.bn.kind == expected_kind
