@@ -81,6 +81,10 @@ COMPILED_CPU = [
      'speed_compiled_dict_tags_mnv2_10p_cpu.json', 'compiled+frozen', 1),
     ('ninth run, right after in each process: + freezing, guards skipped',
      'speed_compiled_dict_tags_mnv2_10p_cpu.json', 'compiled+frozen skip-guard-eval', 1),
+    ("tenth run, SAN's whole backbone one skipped guard subtree: + freezing, **dict-tag guards**",
+     'speed_compiled_backbone_root_mnv2_cpu.json', 'compiled+frozen', 1),
+    ('tenth run, right after in each process: + freezing, guards skipped',
+     'speed_compiled_backbone_root_mnv2_cpu.json', 'compiled+frozen skip-guard-eval', 1),
     ('the backbones alone, `torch.compile(backbone)`', 'speed_compiled_backbone_b1_cpu.json',
      'compiled backbone', 1),
     ("the backbones alone, **their own `.compile()`** (SAN's graph reads the kernel caches "
