@@ -85,6 +85,10 @@ COMPILED_CPU = [
      'speed_compiled_backbone_root_mnv2_cpu.json', 'compiled+frozen', 1),
     ('tenth run, right after in each process: + freezing, guards skipped',
      'speed_compiled_backbone_root_mnv2_cpu.json', 'compiled+frozen skip-guard-eval', 1),
+    ('tenth run, ResNet-18 (four processes): + freezing, **dict-tag guards**',
+     'speed_compiled_backbone_root_r18_cpu.json', 'compiled+frozen', 1),
+    ('tenth run, ResNet-18, right after in each process: + freezing, guards skipped',
+     'speed_compiled_backbone_root_r18_cpu.json', 'compiled+frozen skip-guard-eval', 1),
     ('the backbones alone, `torch.compile(backbone)`', 'speed_compiled_backbone_b1_cpu.json',
      'compiled backbone', 1),
     ("the backbones alone, **their own `.compile()`** (SAN's graph reads the kernel caches "
@@ -108,7 +112,8 @@ COMPILED_B32_CPU = [
 DYNAMO_CPU = [('speed_dynamo_cpu.json', None), ('speed_dynamo_guard_groups_cpu.json', None),
               ('speed_dynamo_dict_tags_cpu.json', None),
               ('speed_dynamo_set_path_cpu.json', ('frozen', )),
-              ('speed_dynamo_set_path_dict_tags_cpu.json', ('frozen', ))]
+              ('speed_dynamo_set_path_dict_tags_cpu.json', ('frozen', )),
+              ('speed_dynamo_backbone_root_cpu.json', None)]
 TRAIN_RUNS = [('eager', 'speed_train_b64_cuda.json'),
               ('eager', 'speed_train_b64_h200_cuda.json'),
               ('CUDA graphs', 'speed_train_b64_cuda_graph_h200_cuda.json'),
