@@ -70,11 +70,12 @@ for s in $STAGES; do
         # inductor cache adds 7 s), so on that machine the suite needs several calls. Not yet
         # run there (everything from the failed test on; tests/test_models passed in `tests`):
         # SUITE_ARGS="tests/test_engine/test_compile.py::test_runner_compile_option_compiles_the_backbone
-        # tests/test_engine/test_compile.py::test_dict_tag_guards_skip_sans_layers_where_they_skip_plain_ones
+        # tests/test_engine/test_compile.py::test_dict_tag_guards_skip_sans_whole_backbone
+        # tests/test_engine/test_compile.py::test_compiled_calls_keep_the_backbones_guards_skipped
         # tests/test_engine/test_compile.py::test_dict_tag_guards_see_every_change_inside_a_skipped_layer
         # tests/test_engine/test_config_utils.py tests/test_engine/test_hooks
         # tests/test_engine/test_model_wrappers.py tests/test_engine/test_runners tests/test_utils"
-        # (about 115 s on CPU; the two dict-tag tests, added later, skip on a torch without
+        # (about 115 s on CPU; the three dict-tag tests, added later, skip on a torch without
         # that dynamo option), then SUITE_ARGS="tests/test_tools" (114 s on CPU).
         eval "suite_args=(${SUITE_ARGS:-tests -k "'not onnx'"})"
         stage suite 420 $PY -m pytest -v -x --tb=short --durations=30 -p no:cacheprovider \
