@@ -147,6 +147,12 @@ class ScaleContext(nn.Module):
             *inputs: Its inputs.
         """
         state = self.require_state(layer)
+        if torch.compiler.is_compiling():
+            # Traced, the recomputation is part of the backward graph, at the
+            # state of this trace; and dynamo breaks the graph at a
+            # checkpointed function that writes module state.
+            return torch.utils.checkpoint.checkpoint(function, *inputs,
+                                                     use_reentrant=False)
 
         def at_this_state(*args):
             previous = self.state

@@ -397,7 +397,9 @@ def test_gradient_checkpointing_recomputes_each_size_at_its_own_state(build):
     after every size's forward (the joint loss of a SAN step) comes when the
     shared state is no longer theirs: recomputed at it, blocks used the last
     size's kernels and BN sets, and the gradients differed by up to 0.9
-    (ResNet 0.73). Each block now recomputes at the state of its forward."""
+    (ResNet 0.73). Each block now recomputes at the state of its forward;
+    compiled, the recomputation is traced into each size's graph (one graph
+    per size: a checkpointed function that wrote the state broke it)."""
     import copy
     torch.manual_seed(0)
     net = build().train()
@@ -419,3 +421,12 @@ def test_gradient_checkpointing_recomputes_each_size_at_its_own_state(build):
     assert len(grads[0]) == len(grads[1]) > 0
     for expected, got in zip(*grads):
         torch.testing.assert_close(got, expected)
+
+    # compiled, in one graph per size: the recomputation is traced
+    checkpointed.zero_grad()
+    compiled = torch.compile(checkpointed, backend='aot_eager',
+                             fullgraph=True, dynamic=False)
+    sum(compiled(x)[-1].square().mean() for x in inputs).backward()
+    for expected, param in zip(grads[0], [p for p in checkpointed.parameters()
+                                          if p.grad is not None]):
+        torch.testing.assert_close(param.grad, expected)
