@@ -272,17 +272,9 @@ def bench_compiled(args):
     variants = freeze_variants(args)
     guard_modes = dict(full=[False], both=[False, True],
                        skip=[True])[args.guard_eval]
-    whole = args.compile_part == 'model'
-    # the module's own .compile(), as the SAN loops' compile option does: a
-    # SAN backbone then refreshes its kernel caches eagerly before each eval
-    # call and its graph reads them (BaseScaleAdaptiveBackbone.compile)
-    in_place = args.compile_part == 'backbone-method'
-
-    def part(model):
-        return model if whole else model.backbone
 
     def run_part(compiled, x):
-        return compiled(x, mode='tensor') if whole else compiled(x)[-1]
+        return run_compiled_part(compiled, x, args)
 
     def timed(compiled, x, skip_guards=False):
         call = without_grad(lambda: run_part(compiled, x))
@@ -308,15 +300,14 @@ def bench_compiled(args):
             inductor_config.freezing = freeze
             torch._dynamo.reset()
             options = dict(dynamic=False, mode=args.compile_mode)
-            compile_fn = compile_in_place if in_place else torch.compile
-            compiled_san = compile_fn(
-                part(san), **options, **without_guards(args.san_without_guards))
-            compiled_plain = compile_fn(part(plain), **options)
-            compiled_copy = (compile_fn(part(plain_copy), **options)
+            compiled_san = compile_part(
+                san, args, **options,
+                **without_guards(args.san_without_guards))
+            compiled_plain = compile_part(plain, args, **options)
+            compiled_copy = (compile_part(plain_copy, args, **options)
                              if args.control else None)
             label = ('compiled+frozen' if freeze else 'compiled') + (
-                '' if whole else ' backbone') + (
-                    ' .compile()' if in_place else '') + (
+                COMPILE_PART_LABELS[args.compile_part]) + (
                     f' {args.compile_mode}' if args.compile_mode else '') + (
                         f', SAN without {SAN_GUARD_GROUPS[args.san_without_guards][0]}'
                         ' guards' if args.san_without_guards else '')
@@ -360,11 +351,34 @@ def bench_compiled(args):
     return rows
 
 
-def compile_in_place(module, **options):
-    """``module.compile(**options)`` (``nn.Module.compile``, or a SAN
-    backbone's override), returning the module, which is now compiled."""
-    module.compile(**options)
-    return module
+# what each --compile-part adds to a row's name
+COMPILE_PART_LABELS = {'model': '', 'backbone': ' backbone',
+                       'backbone-method': ' backbone .compile()'}
+
+
+def compile_part(model, args, **options):
+    """The part of ``model`` that --compile-part names, compiled with
+    ``torch.compile(**options)``: the whole classifier (``model``), its
+    backbone (``backbone``), or its backbone through the module's own
+    ``.compile()`` (``backbone-method``, as the SAN loops' compile option
+    does: a SAN backbone then refreshes its kernel caches eagerly before each
+    eval call and its graph reads them, BaseScaleAdaptiveBackbone.compile),
+    which compiles the module in place and returns it."""
+    import torch
+    if args.compile_part == 'model':
+        return torch.compile(model, **options)
+    if args.compile_part == 'backbone':
+        return torch.compile(model.backbone, **options)
+    model.backbone.compile(**options)
+    return model.backbone
+
+
+def run_compiled_part(compiled, x, args):
+    """Call what :func:`compile_part` returned on ``x``: the classifier's
+    logits, or the backbone's last output."""
+    if args.compile_part == 'model':
+        return compiled(x, mode='tensor')
+    return compiled(x)[-1]
 
 
 def freeze_variants(args):
@@ -431,25 +445,17 @@ def bench_codegen(args):
     import difflib
 
     import torch._inductor.config as inductor_config
-    part = args.compile_part
 
-    def compiled_call(model, x, torch):
-        if part == 'backbone-method':
-            backbone = compile_in_place(model.backbone, dynamic=False)
-            return lambda: backbone(x)
-        if part == 'backbone':
-            backbone = torch.compile(model.backbone, dynamic=False)
-            return lambda: backbone(x)
-        compiled = torch.compile(model, dynamic=False)
-        return lambda: compiled(x, mode='tensor')
+    def compiled_call(model, x):
+        compiled = compile_part(model, args, dynamic=False)
+        return lambda: run_compiled_part(compiled, x, args)
 
     rows = []
     for arch in args.archs:
         san, plain, torch = san_and_plain(arch, args.device)
         for freeze in freeze_variants(args):
-            kind = ('compiled+frozen' if freeze else 'compiled') + {
-                'model': '', 'backbone': ' backbone',
-                'backbone-method': ' backbone .compile()'}[part]
+            kind = ('compiled+frozen' if freeze else 'compiled') + (
+                COMPILE_PART_LABELS[args.compile_part])
             for size in args.sizes:
                 for batch in args.batches:
                     x = torch.rand(batch, 3, size, size, device=args.device)
@@ -460,7 +466,7 @@ def bench_codegen(args):
                         # unfrozen unless they ask
                         with inductor_config.patch(freezing=freeze):
                             programs[name] = generated_program(without_grad(
-                                compiled_call(model, x, torch)))
+                                compiled_call(model, x)))
                     differing = [line for line in difflib.unified_diff(
                         programs['san'], programs['plain'], lineterm='', n=0)
                         if line[:1] in '+-' and line[:3] not in ('+++', '---')]
