@@ -59,7 +59,7 @@ class BaseScaleAdaptiveBackbone(BaseBackbone):
         self.train_sizes = self.scale_encoder.train_sizes
         self.__dict__['scale_policy'] = ScalePolicy(self.scale_encoder,
                                                     inference_mode)
-        self.__dict__['scale_context'] = ScaleContext()
+        ScaleContext().hold_in(self)
         self.use_meta_network = bool(use_meta_network)
         self.forced_size: Optional[int] = None
         self._calibrating_size: Optional[int] = None

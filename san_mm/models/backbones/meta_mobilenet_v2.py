@@ -53,8 +53,7 @@ class MetaInvertedResidual(nn.Module):
                              f'{stride!r}')
         self.stride = stride
         self.with_cp = with_cp
-        # Not a submodule (see ScaleContext): gradient checkpointing reads it
-        self.__dict__['scale_context'] = backbone.scale_context
+        backbone.scale_context.hold_in(self)  # gradient checkpointing reads it
         self.use_res_connect = stride == 1 and in_channels == out_channels
         hidden = int(round(in_channels * expand_ratio))
         layers = []

@@ -28,8 +28,7 @@ class MetaBasicBlock(nn.Module):
         self.out_channels = out_channels
         self.mid_channels = out_channels // self.expansion
         self.with_cp = with_cp
-        # Not a submodule (see ScaleContext): gradient checkpointing reads it
-        self.__dict__['scale_context'] = backbone.scale_context
+        backbone.scale_context.hold_in(self)  # gradient checkpointing reads it
         self.conv1 = backbone._meta_conv(in_channels, self.mid_channels, 3,
                                          stride=stride, padding=dilation,
                                          dilation=dilation)
@@ -70,7 +69,7 @@ class MetaBottleneck(MetaBasicBlock):
         self.out_channels = out_channels
         self.mid_channels = out_channels // self.expansion
         self.with_cp = with_cp
-        self.__dict__['scale_context'] = backbone.scale_context  # as above
+        backbone.scale_context.hold_in(self)  # as above
         mid = self.mid_channels
         self.conv1 = backbone._meta_conv(in_channels, mid, 1)
         self.bn1 = backbone._private_bn(mid)

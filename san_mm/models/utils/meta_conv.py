@@ -83,8 +83,7 @@ class MetaConv2d(DerivedTensorCacheMixin, nn.Conv2d):
         super().__init__(in_channels, out_channels, kernel_size, stride=stride,
                          padding=padding, dilation=dilation, groups=groups,
                          bias=False)
-        # Not a submodule: the context is shared by every layer of a network.
-        self.__dict__['scale_context'] = scale_context
+        scale_context.hold_in(self)  # shared by every layer of the network
         if self.meta:
             self.weight_residual = nn.Parameter(torch.empty_like(self.weight))
         else:

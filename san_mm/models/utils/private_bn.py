@@ -54,8 +54,7 @@ class PrivateBatchNorm2d(DerivedTensorCacheMixin, nn.Module):
         if not isinstance(num_sets, int) or num_sets < 1:
             raise ValueError(f'num_sets must be a positive int, got {num_sets!r}')
         self.num_features = num_features
-        # Not a submodule: the context is shared by every layer of a network.
-        self.__dict__['scale_context'] = scale_context
+        scale_context.hold_in(self)  # shared by every layer of the network
         self.sets = nn.ModuleList(
             build_norm_layer(norm_cfg, num_features)[1]
             for _ in range(num_sets))

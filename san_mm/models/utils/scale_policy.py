@@ -120,6 +120,11 @@ class ScaleContext(nn.Module):
         self.last_state: Optional[ScaleState] = None
         self.kernels_cached = False
 
+    def hold_in(self, holder: nn.Module) -> None:
+        """Make this context ``holder.scale_context`` without registering it
+        as a submodule (kept in ``holder.__dict__``; why: above)."""
+        holder.__dict__['scale_context'] = self
+
     def require_state(self, layer) -> ScaleState:
         """The active state, for ``layer`` (the calling module: named only in
         the error). Layers pass themselves rather than their class name, so a
