@@ -20,6 +20,25 @@ from .cuda_graph_step import CUDAGraphTrainStep
 
 LOSS_REDUCTIONS = ('sum', 'mean')
 
+#: oneDNN's AVX2 kernel for 1x1 convolutions computes the weight gradient of
+#: a strided one wrong in channels-last memory when it has fewer input
+#: channels per group than its block (8), and writes past its workspace
+#: (uxlfoundation/oneDNN#6035). Seen with torch 2.14.1 (oneDNN 3.12) on an
+#: AVX2 AMD EPYC: relative errors of 0.25-1.0 in such a conv's gradient, and
+#: a heap corruption that aborted the process; the forward and the other
+#: layers were right. Contiguous memory, or 8 channels, is not affected.
+ONEDNN_NHWC_1X1_BLOCK = 8
+
+
+def convs_hit_by_onednn_nhwc_1x1_bug(model: torch.nn.Module) -> List[str]:
+    """The convolutions whose channels-last weight gradient oneDNN's AVX2
+    kernel gets wrong (:data:`ONEDNN_NHWC_1X1_BLOCK`): 1x1, strided, fewer
+    than 8 input channels per group."""
+    return [name for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Conv2d)
+            and tuple(module.kernel_size) == (1, 1) and max(module.stride) > 1
+            and module.in_channels // module.groups < ONEDNN_NHWC_1X1_BLOCK]
+
 
 @MODELS.register_module()
 class SANClassifier(ImageClassifier):
@@ -58,7 +77,10 @@ class SANClassifier(ImageClassifier):
             the inputs). Same results up to float rounding; faster where the
             convolution kernels prefer it: measured 0.82x the training step
             time of the Fashion-MNIST SAN ResNet-18 on a 2-core AMD EPYC CPU
-            (batch 128, five sizes). Defaults to False.
+            (batch 128, five sizes). On an AVX2 CPU, oneDNN trains strided
+            1x1 convs with fewer than 8 input channels wrong in this format
+            (:data:`ONEDNN_NHWC_1X1_BLOCK`): the model warns, naming them.
+            Defaults to False.
         backward_per_size (bool): Back-propagate each size's loss right
             after its forward (largest first) instead of one backward of the
             joint loss. A size's loss depends only on its own forward
@@ -169,6 +191,24 @@ class SANClassifier(ImageClassifier):
             # keep the format.
             self.to(memory_format=torch.channels_last)
             self.data_preprocessor.channels_last = True
+            self._warn_if_onednn_trains_it_wrong()
+
+    def _warn_if_onednn_trains_it_wrong(self) -> None:
+        if not (torch.backends.mkldnn.is_available()
+                and torch.backends.cpu.get_cpu_capability() == 'AVX2'):
+            return
+        hit = convs_hit_by_onednn_nhwc_1x1_bug(self)
+        if hit:
+            print_log(
+                f'channels_last=True: training on this CPU (AVX2) computes '
+                f'wrong weight gradients for {hit} and can corrupt memory: '
+                "oneDNN's 1x1 convolution in channels-last memory with "
+                f'stride > 1 and fewer than {ONEDNN_NHWC_1X1_BLOCK} input '
+                'channels per group (uxlfoundation/oneDNN#6035). Set '
+                'channels_last=False, or give those convs at least '
+                f'{ONEDNN_NHWC_1X1_BLOCK} input channels. Inference and '
+                'training on a GPU are not affected',
+                logger='current', level=logging.WARNING)
 
     def init_weights(self):
         init_weights_plain_last(self, super().init_weights)
