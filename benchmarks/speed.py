@@ -70,7 +70,6 @@ import argparse
 import copy
 import json
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -1362,7 +1361,9 @@ def main():
         return run_processes(args)
 
     import torch
-    machine = (f'{platform.processor() or platform.machine()}, '
+
+    from san_mm.apis.size_table import processor_name
+    machine = (f'{processor_name()}, '
                f'{os.cpu_count()} CPU cores, torch {torch.__version__}, '
                f'{torch.get_num_threads()} threads')
     # glibc's allocator settings move batch-1 CPU timings (see placement)

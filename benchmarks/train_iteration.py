@@ -39,7 +39,6 @@ import gzip
 import json
 import os
 import os.path as osp
-import platform
 import statistics
 import subprocess
 import sys
@@ -268,7 +267,9 @@ def trace_summary(path, rows=10):
 
 def machine():
     import torch
-    text = (f'{platform.processor() or platform.machine()}, '
+
+    from san_mm.apis.size_table import processor_name
+    text = (f'{processor_name()}, '
             f'{os.cpu_count()} CPU cores, torch {torch.__version__}')
     if torch.cuda.is_available():
         text += f', {torch.cuda.get_device_name()}'

@@ -63,7 +63,7 @@ __all__ = [
     'NoSizeFitsError', 'best_mode', 'build_size_table', 'validate_size_table',
     'choose_size', 'read_size_table', 'write_size_table',
     'select_calibrated_state', 'machine_info', 'describe_machine',
-    'measure_latency', 'store_size_table', 'size_table_markdown',
+    'processor_name', 'measure_latency', 'store_size_table', 'size_table_markdown',
     'size_table_curves'
 ]
 
@@ -480,6 +480,26 @@ def write_size_table(out_file: str, state_dict: Dict[str, torch.Tensor],
 
 
 # ------------------------------------------------------------------ latency
+#: Where Linux names the processor model (``platform.processor()`` there is
+#: the architecture at most: two different x86_64 CPUs would look alike).
+CPUINFO_PATH = '/proc/cpuinfo'
+
+
+def processor_name() -> str:
+    """The processor's model name (``/proc/cpuinfo``'s first ``model name``,
+    e.g. ``'AMD EPYC'``), else ``platform.processor()``, else the
+    architecture (``'x86_64'``)."""
+    try:
+        with open(CPUINFO_PATH) as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(':')
+                if key.strip() == 'model name' and value.strip():
+                    return value.strip()
+    except OSError:  # not Linux, or no /proc
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine_info(device=None) -> dict:
     """The machine a latency was measured on: platform, processor, CPU
     count, torch version, intra-op threads and device (plain data)."""
@@ -490,7 +510,7 @@ def machine_info(device=None) -> dict:
     elif device.type != 'cpu':
         name = str(device)
     return dict(platform=platform.platform(),
-                processor=platform.processor() or platform.machine(),
+                processor=processor_name(),
                 cpus=os.cpu_count() or 0, torch=str(torch.__version__),
                 threads=torch.get_num_threads(), device=name)
 

@@ -214,3 +214,34 @@ def test_markdown_and_curves(table):
     assert list(curves)[-1] == 'SAN, best mode'  # drawn last, on top
     assert size_table_curves(table, 'SAN') == {'SAN': best}
     assert curves['SAN, ideal'] == {28: 79.0, 24: 78.0, 20: 75.0, 12: 70.0}
+
+
+def test_latencies_name_the_processor_model(tmp_path, monkeypatch, table):
+    """Two x86_64 CPUs are different machines for a latency: the stored
+    machine names the model (/proc/cpuinfo), and choosing under a latency
+    budget on another model warns, naming both."""
+    from san_mm.apis import size_table
+    cpuinfo = tmp_path / 'cpuinfo'
+    cpuinfo.write_text('processor\t: 0\nvendor_id\t: AuthenticAMD\n'
+                       'model name\t: AMD EPYC 7B13\nflags\t\t: fpu\n')
+    monkeypatch.setattr(size_table, 'CPUINFO_PATH', str(cpuinfo))
+    assert size_table.processor_name() == 'AMD EPYC 7B13'
+    assert size_table.machine_info()['processor'] == 'AMD EPYC 7B13'
+
+    logged = []
+    monkeypatch.setattr(size_table, 'print_log',
+                        lambda message, **kwargs: logged.append(message))
+    table['latency']['machine'] = size_table.machine_info()
+    choose_size(table, max_latency_ms=3)
+    assert logged == []
+    table['latency']['machine']['processor'] = 'Intel Xeon Platinum 8481C'
+    assert choose_size(table, max_latency_ms=3)['size'] == 24
+    assert len(logged) == 1 and "differs in ['processor']" in logged[0]
+    assert 'Intel Xeon Platinum 8481C' in logged[0]
+    assert 'AMD EPYC 7B13' in logged[0]
+
+    # elsewhere: platform's processor, else the architecture
+    monkeypatch.setattr(size_table, 'CPUINFO_PATH', str(tmp_path / 'none'))
+    monkeypatch.setattr(size_table.platform, 'processor', lambda: '')
+    monkeypatch.setattr(size_table.platform, 'machine', lambda: 'arm64')
+    assert size_table.processor_name() == 'arm64'
