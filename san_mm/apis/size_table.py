@@ -63,8 +63,8 @@ __all__ = [
     'NoSizeFitsError', 'best_mode', 'build_size_table', 'validate_size_table',
     'choose_size', 'read_size_table', 'write_size_table',
     'select_calibrated_state', 'machine_info', 'describe_machine',
-    'processor_name', 'measure_latency', 'store_size_table', 'size_table_markdown',
-    'size_table_curves'
+    'processor_name', 'measure_latency', 'store_size_table',
+    'size_table_markdown', 'size_table_curves'
 ]
 
 #: Where the table lives in a checkpoint: ``checkpoint['meta'][SIZE_TABLE_KEY]``.
