@@ -291,17 +291,24 @@ def test_joint_loss_with_per_size_backward_warns_once(monkeypatch):
     assert 'backward_per_size=True has no effect' in messages[0]
 
 
+def build_width8(**kwargs):
+    """:func:`build` at width 8, where every strided 1x1 conv has at least
+    the 8 input channels oneDNN's AVX2 kernel trains right in channels-last
+    memory (``test_channels_last_warns_where_onednn_trains_it_wrong``)."""
+    return build(backbone=dict(type='MetaResNet', depth=18, stem_channels=8,
+                               base_channels=8, train_sizes=[32, 24, 18],
+                               meta_init='kaiming'),
+                 head=dict(type='LinearClsHead', num_classes=3,
+                           in_channels=64), **kwargs)
+
+
 def test_channels_last_model_keeps_its_format_and_computes_the_same():
     from mmengine.optim import OptimWrapper
     torch.manual_seed(0)
-    # Width 8: with 4, the strided 1x1 downsample convs have fewer input
-    # channels than oneDNN's AVX2 kernel trains right in channels-last
-    # memory (next test); this one is about SAN's own layout handling.
-    width8 = dict(type='MetaResNet', depth=18, stem_channels=8,
-                  base_channels=8, train_sizes=[32, 24, 18], meta_init='kaiming')
-    head = dict(type='LinearClsHead', num_classes=3, in_channels=64)
-    plain = build(backbone=width8, head=head)
-    fast = build(backbone=width8, head=head, channels_last=True)
+    # Width 8, not 4: this test is about SAN's own layout handling, not the
+    # oneDNN bug a width-4 model hits on AVX2 (next test).
+    plain = build_width8()
+    fast = build_width8(channels_last=True)
     fast.init_weights()
     fast.load_state_dict(plain.state_dict())  # copy_: the format stays
     conv = fast.backbone.layer1[0].conv1
@@ -353,10 +360,7 @@ def test_channels_last_warns_where_onednn_trains_it_wrong(monkeypatch):
     assert san_classifier.convs_hit_by_onednn_nhwc_1x1_bug(model) == [
         'backbone.layer2.0.downsample.0']
     build()  # contiguous: not affected
-    wide = dict(type='MetaResNet', depth=18, stem_channels=8, base_channels=8,
-                train_sizes=[32, 24, 18])
-    build(backbone=wide, channels_last=True,
-          head=dict(type='LinearClsHead', num_classes=3, in_channels=64))
+    build_width8(channels_last=True)
     capability.append('AVX512')
     build(channels_last=True)
     assert len(logged) == 1
