@@ -4,6 +4,7 @@
     python benchmarks/speed.py --only inference --archs resnet18 --sizes 224 --batches 1
     python benchmarks/speed.py --only compiled       # torch.compile rows (compiling takes minutes)
     python benchmarks/speed.py --only dynamo --sizes 96 --repeats 7   # dynamo's per-call cost
+    python benchmarks/speed.py --only instructions --archs resnet18 --sizes 96 --batches 1  # valgrind
     python benchmarks/speed.py --device cuda         # on a GPU (benchmarks/cuda_rows.sh: every CUDA row)
     python benchmarks/speed.py --device cuda --only cudagraph --batches 1
     python benchmarks/speed.py --device cuda --only train --precisions fp32 fp16 bf16 --no-train-memory
@@ -63,6 +64,15 @@ until the run ends), so a run stopped by a timeout keeps what it measured.
               --sizes x --batches, --freeze variants) to the same program — the wrapper that
               calls every kernel, in order, with its buffers and strides, names normalised;
               where it is the same, a gap in the compiled rows is not SAN's convolutions
+  instructions  not timed: CPU instructions per eval forward (cached kernels) of SAN, plain, the
+              A/A control and SAN regenerating every kernel, counted by valgrind's callgrind (one
+              thread, --instruction-forwards forwards per count, --repeats rounds) in one child
+              process; --instruction-kinds compiled+frozen: also the three compiled with inductor
+              freezing (dynamo's guards included; --dict-tag-guards applies). The same on every
+              run, so where a noisy machine cannot time a 2 % gap it still says whether SAN does
+              more work per forward, and in which functions; blind to where memory lies
+              (placement). Counted code runs ~50x slower under valgrind: ResNet-18 at one size,
+              eager, takes ~10 min
   pipeline    images/s of LoadImageFromFile + ResolutionSample (one crop -> K sizes) vs
               mmpretrain's single-size LoadImageFromFile + RandomResizedCrop + RandomFlip, same JPEGs
 """
@@ -231,21 +241,8 @@ def bench_inference(args):
         plain_copy = copy.deepcopy(plain) if args.control else None
         for size in args.sizes:
             for batch in args.batches:
-                x = torch.rand(batch, 3, size, size, device=args.device)
-                with torch.no_grad():
-                    gap = (san(x, mode='tensor') -
-                           plain(x, mode='tensor')).abs().max().item()
-                if gap > 1e-3:
-                    raise AssertionError(f'SAN with the plain weights differs '
-                                         f'from the plain model by {gap}')
-
+                x = plain_weight_input(san, plain, size, batch, args.device)
                 run_san, run_plain = forward_of(san, x), forward_of(plain, x)
-
-                def run_regenerate():
-                    for conv in san.backbone.meta_convs():
-                        conv.clear_kernel_cache()
-                    run_san()
-
                 rows += compare_with_control(
                     f'inference {arch} r={size} b={batch}', run_san,
                     run_plain,
@@ -254,8 +251,32 @@ def bench_inference(args):
                     f'b={batch}', args)
                 rows.append(compare(
                     f'  regenerate-every-forward vs cached {arch} r={size} '
-                    f'b={batch}', run_regenerate, run_san, args))
+                    f'b={batch}', regenerating(san, run_san), run_san, args))
     return rows
+
+
+def plain_weight_input(san, plain, size, batch, device):
+    """A random batch at ``size`` on which SAN, carrying the plain model's
+    weights (san_and_plain), computes the plain model's logits (checked)."""
+    import torch
+    x = torch.rand(batch, 3, size, size, device=device)
+    with torch.no_grad():
+        gap = (san(x, mode='tensor') -
+               plain(x, mode='tensor')).abs().max().item()
+    if gap > 1e-3:
+        raise AssertionError(f'SAN with the plain weights differs from the '
+                             f'plain model by {gap}')
+    return x
+
+
+def regenerating(san, run_san):
+    """``run_san`` with every generated kernel regenerated first, as the
+    reference implementation does on every forward."""
+    def run():
+        for conv in san.backbone.meta_convs():
+            conv.clear_kernel_cache()
+        run_san()
+    return run
 
 
 def bench_compiled(args):
@@ -1137,6 +1158,256 @@ def bench_ops(args):
     return rows
 
 
+# what the instructions rows count, per kind of forward: the models of one
+# comparison, in the child's order within a round
+INSTRUCTION_MODELS = {'eager': ('san', 'plain', 'copy', 'regenerate'),
+                      'compiled+frozen': ('san', 'plain', 'copy')}
+# callgrind's client request to switch its instrumentation on: with it off
+# until then, the child imports, builds and compiles about 3x faster under
+# valgrind; built where valgrind's header is installed. Once on, it stays on:
+# switched off and on again between counts, callgrind wrapped one ResNet-18
+# count below zero (2**64 - n)
+CALLGRIND_SHIM = """#include <valgrind/callgrind.h>
+void start_instrumentation(void) { CALLGRIND_START_INSTRUMENTATION; }
+"""
+
+
+def bench_instructions(args):
+    """CPU instructions per eval forward, SAN vs plain (same weights), the
+    A/A control and, eager, SAN regenerating every kernel, counted by
+    valgrind's callgrind in one child process that builds every model:
+    instruction counts are the same on every run, so they tell whether SAN
+    does more work per forward where a noisy machine cannot time a 2 % gap.
+    They do not see memory placement (what a cache miss costs), which the
+    timed rows and --only placement do."""
+    import shutil
+    import tempfile
+    if args.device != 'cpu':
+        raise SystemExit('--only instructions counts CPU instructions '
+                         f'(valgrind): use --device cpu, not {args.device}')
+    if not shutil.which('valgrind'):
+        raise SystemExit('--only instructions needs valgrind on PATH '
+                         '(Debian / Ubuntu: apt-get install valgrind)')
+    with tempfile.TemporaryDirectory() as tmp:
+        plan = dict(archs=args.archs, sizes=args.sizes, batches=args.batches,
+                    rounds=args.repeats, number=args.instruction_forwards,
+                    kinds=args.instruction_kinds,
+                    dict_tag_guards=args.dict_tag_guards,
+                    shim=callgrind_shim(tmp))
+        manifest = os.path.join(tmp, 'manifest.json')
+        out_file = os.path.join(tmp, 'callgrind.out')
+        # one thread: OpenMP workers spinning at a barrier add instructions
+        # that depend on timing; valgrind runs the threads one at a time
+        env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
+        subprocess.run(['valgrind', '--tool=callgrind', '--quiet',
+                        f'--callgrind-out-file={out_file}',
+                        '--collect-atstart=no',
+                        f'--instr-atstart={"no" if plan["shim"] else "yes"}',
+                        sys.executable, __file__, '--instructions-child',
+                        manifest, json.dumps(plan)], check=True, env=env)
+        with open(manifest) as f:
+            counted = json.load(f)
+        per_forward = [callgrind_total(f'{out_file}.{i + 1}') / plan['number']
+                       for i in range(len(counted))]
+        functions = {}
+        for i, entry in enumerate(counted):
+            if entry['round'] == 0 and entry['model'] in ('san', 'plain'):
+                key = (*entry['case'], entry['kind'], entry['model'])
+                functions[key] = callgrind_functions(f'{out_file}.{i + 1}')
+    return instruction_rows(counted, per_forward, functions, plan['number'])
+
+
+def callgrind_shim(folder):
+    """Path of a library (built in ``folder``) whose function switches
+    callgrind's instrumentation on, or None where valgrind's header or a C
+    compiler is missing (the child then runs instrumented throughout: same
+    counts, about 3x slower)."""
+    import shutil
+    header = '/usr/include/valgrind/callgrind.h'
+    if not (os.path.exists(header) and shutil.which('gcc')):
+        return None
+    source, library = (os.path.join(folder, name)
+                       for name in ('shim.c', 'shim.so'))
+    with open(source, 'w') as f:
+        f.write(CALLGRIND_SHIM)
+    subprocess.run(['gcc', '-O1', '-shared', '-fPIC', '-o', library, source],
+                   check=True)
+    return library
+
+
+def instruction_calls(kind, san, plain, plain_copy, x):
+    """The forwards to count for ``kind``: each model's eval forward (and,
+    eager, SAN regenerating every kernel first); compiled+frozen: each
+    model through torch.compile(dynamic=False) with inductor's freezing,
+    compiled here and checked against the plain model's logits."""
+    import torch
+    import torch._inductor.config as inductor_config
+    models = dict(san=san, plain=plain, copy=plain_copy)
+    if kind == 'eager':
+        calls = {name: forward_of(model, x) for name, model in models.items()}
+        calls['regenerate'] = regenerating(san, calls['san'])
+        return calls
+    torch._dynamo.reset()
+    calls = {}
+    with inductor_config.patch(freezing=True), torch.no_grad():
+        expected = plain(x, mode='tensor')
+        for name, model in models.items():
+            compiled = torch.compile(model, dynamic=False)
+            check_same_logits(compiled(x, mode='tensor'), expected,
+                              f'compiled {name}', 'the eager plain model')
+            calls[name] = forward_of(compiled, x)
+    return calls
+
+
+def instructions_child(manifest, plan):
+    """Runs under callgrind (collection off at start): builds each
+    architecture's SAN, plain and plain-copy models, checks SAN's logits,
+    then per size, batch and kind counts ``plan['number']`` forwards of each
+    model per round (the order rotating between rounds), one callgrind dump
+    per count, with instrumentation on from the first warm-up before a
+    count (where the shim was built); writes the dumps' order to
+    ``manifest``."""
+    import ctypes
+    plan = json.loads(plan)
+    shim = ctypes.CDLL(plan['shim']) if plan.get('shim') else None
+    counted = []
+    for arch in plan['archs']:
+        san, plain, torch = san_and_plain(arch, 'cpu')
+        if plan.get('dict_tag_guards'):
+            torch._dynamo.config.use_recursive_dict_tags_for_guards = True
+        plain_copy = copy.deepcopy(plain)
+        for size in plan['sizes']:
+            for batch in plan['batches']:
+                x = plain_weight_input(san, plain, size, batch, 'cpu')
+                for kind in plan['kinds']:
+                    calls = instruction_calls(kind, san, plain, plain_copy, x)
+                    if shim and not counted:
+                        shim.start_instrumentation()
+                    for call in calls.values():  # warm: caches, JIT, guards
+                        call()
+                        call()
+                    order = INSTRUCTION_MODELS[kind]
+                    for round_index in range(plan['rounds']):
+                        for offset in range(len(order)):
+                            model = order[(round_index + offset) % len(order)]
+                            torch._C._valgrind_toggle()
+                            for _ in range(plan['number']):
+                                calls[model]()
+                            torch._C._valgrind_toggle_and_dump_stats()
+                            counted.append(dict(
+                                case=[arch, size, batch], kind=kind,
+                                model=model, round=round_index))
+    with open(manifest, 'w') as f:
+        json.dump(counted, f)
+
+
+def callgrind_total(path):
+    """The instruction count (Ir) of one callgrind dump file."""
+    with open(path) as f:
+        for line in f:
+            if line.startswith('totals:') or line.startswith('summary:'):
+                total = int(line.split()[1])
+                if total >= 2**63:
+                    raise ValueError(
+                        f'{path}: callgrind counted {total} instructions, '
+                        f'a count below zero wrapped around (2**64 - '
+                        f'{2**64 - total}): not a count to report')
+                return total
+    raise ValueError(f'{path}: no "totals:" line; not a callgrind dump?')
+
+
+def callgrind_functions(path):
+    """Instructions (Ir, exclusive) per function of one callgrind dump, by
+    callgrind_annotate, named 'function @ library' (library '?' where
+    callgrind names none); code generated at run time (oneDNN's JIT
+    kernels, named by address, different in every process) summed as one
+    entry."""
+    output = subprocess.run(
+        ['callgrind_annotate', '--inclusive=no', '--threshold=100',
+         '--show-percs=no', path], check=True, capture_output=True,
+        text=True).stdout
+    counts, total = {}, None
+    for line in output.splitlines():
+        match = re.match(r'^\s*([0-9,]+)\s+(\S.*)$', line)
+        if not match:
+            continue
+        count, name = int(match.group(1).replace(',', '')), match.group(2)
+        if name == 'PROGRAM TOTALS':
+            total = count
+        # the frames on the stack when collection was switched on (main,
+        # the interpreter's loop) are each listed with the whole count
+        elif ':' in name and count != total:
+            if re.match(r'^\?\?\?:0x[0-9a-f]+$', name):
+                name = 'code generated at run time @ JIT'
+            else:  # 'FILE:FUNCTION [OBJECT]' -> 'FUNCTION @ object's name'
+                _, function, obj = re.match(
+                    r'^(.*?):(.+?)(?: \[(.+)\])?$', name).groups()
+                name = f'{function} @ {os.path.basename(obj or "?")}'
+            counts[name] = counts.get(name, 0) + count
+    return counts
+
+
+def instruction_rows(counted, per_forward, functions, number, top=8):
+    """Rows from the child's dumps: per case and kind SAN vs plain (with the
+    functions whose counts differ most, first round, and the difference
+    summed per library: the interpreter's, torch's...), the A/A control
+    (plain copy vs plain) and, eager, regenerating every kernel vs cached;
+    each with min / median / max over rounds of the instructions per
+    forward."""
+    by_case = {}
+    for entry, count in zip(counted, per_forward):
+        key = (*entry['case'], entry['kind'])
+        by_case.setdefault(key, {}).setdefault(entry['model'], []).append(
+            count)
+    rows = []
+    for (arch, size, batch, kind), counts in by_case.items():
+        case = f'{arch} r={size} b={batch}'
+        what = '' if kind == 'eager' else f', {kind}'
+        pairs = [(f'instructions per forward{what} {case}', 'san', 'plain'),
+                 (f'  control: plain copy vs plain{what} {case}', 'copy',
+                  'plain')]
+        if 'regenerate' in counts:
+            pairs.append((f'  regenerate-every-forward vs cached {case}',
+                          'regenerate', 'san'))
+        for name, a, b in pairs:
+            row = dict(name=name, san=_stats(counts[a]),
+                       plain=_stats(counts[b]),
+                       ratio=(statistics.median(counts[a]) /
+                              statistics.median(counts[b])),
+                       unit='instructions per forward',
+                       forwards_per_count=number)
+            if a == 'san':
+                row.update(function_differences(
+                    functions.get((arch, size, batch, kind, 'san'), {}),
+                    functions.get((arch, size, batch, kind, 'plain'), {}),
+                    number, top))
+            print(f'{name:46s} SAN {row["san"]["median"]:,.0f}  plain '
+                  f'{row["plain"]["median"]:,.0f} instructions  '
+                  f'ratio {row["ratio"]:.4f}', flush=True)
+            rows.append(_record(row))
+    return rows
+
+
+def function_differences(san_functions, plain_functions, number, top):
+    """SAN - plain instructions per forward: the ``top`` functions that
+    differ most (``difference``) and the sums per library
+    (``difference_by_library``)."""
+    difference = {
+        function: (san_functions.get(function, 0) -
+                   plain_functions.get(function, 0)) / number
+        for function in set(san_functions) | set(plain_functions)}
+    by_library = {}
+    for function, d in difference.items():
+        library = function.rsplit(' @ ', 1)[-1]
+        by_library[library] = by_library.get(library, 0) + d
+
+    def largest(counts, top=None):
+        return dict(sorted(((name, d) for name, d in counts.items() if d),
+                           key=lambda item: -abs(item[1]))[:top])
+    return dict(difference=largest(difference, top),
+                difference_by_library=largest(by_library))
+
+
 def bench_pipeline(args):
     import tempfile
 
@@ -1254,12 +1525,15 @@ def summarise_processes(processes):
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == '--memory-probe':
         return memory_probe(*sys.argv[2:])
+    if len(sys.argv) > 1 and sys.argv[1] == '--instructions-child':
+        return instructions_child(*sys.argv[2:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--only', nargs='+',
                         default=['inference', 'train', 'pipeline'],
                         choices=['inference', 'compiled', 'aoti',
                                  'cudagraph', 'dynamo', 'placement', 'train',
-                                 'ops', 'codegen', 'pipeline'])
+                                 'ops', 'codegen', 'pipeline',
+                                 'instructions'])
     parser.add_argument('--archs', nargs='+', default=list(ARCHS),
                         choices=list(ARCHS))
     parser.add_argument('--sizes', type=int, nargs='+', default=[224, 160, 96])
@@ -1350,6 +1624,14 @@ def main():
                         'per process and their median (where a process '
                         'places its tensors moves compiled batch-1 ratios '
                         'by a few %%: one process cannot judge a 2 %% gap)')
+    parser.add_argument('--instruction-kinds', nargs='+', default=['eager'],
+                        choices=list(INSTRUCTION_MODELS),
+                        help='instructions rows: eager forwards, and / or '
+                        'torch.compile(dynamic=False) with inductor freezing '
+                        '(with --dict-tag-guards: those guards)')
+    parser.add_argument('--instruction-forwards', type=int, default=3,
+                        help='instructions rows: forwards per count (the '
+                        'count is divided by it)')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--out', help='write all rows as JSON')
     args = parser.parse_args()
@@ -1371,6 +1653,8 @@ def main():
                        sorted(os.environ.items()) if name.startswith('MALLOC_'))
     if args.device.startswith('cuda'):
         machine += f', {torch.cuda.get_device_name()}'
+    if 'instructions' in args.only:
+        machine += ", instructions: valgrind's callgrind, 1 thread"
     if args.dict_tag_guards:
         if not hasattr(torch._dynamo.config,
                        'use_recursive_dict_tags_for_guards'):
@@ -1402,6 +1686,8 @@ def main():
         rows += bench_codegen(args)
     if 'pipeline' in args.only:
         rows += bench_pipeline(args)
+    if 'instructions' in args.only:
+        rows += bench_instructions(args)
     # the rows as returned (some carry more: compile seconds, memory)
     _RESULTS['rows'] = rows
     _save_results(complete=True)

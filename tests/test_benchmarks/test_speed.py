@@ -451,3 +451,139 @@ def test_codegen_compiles_the_part_asked_for(speed, monkeypatch, part,
     has_linear = [any('addmm' in line or 'linear' in line for line in program)
                   for program in programs]
     assert has_linear == [compiled == 'classifier'] * 2
+
+
+@pytest.mark.parametrize('kind,order', [
+    ('eager', ['san', 'plain', 'copy', 'regenerate',
+               'plain', 'copy', 'regenerate', 'san']),
+    ('compiled+frozen', ['san', 'plain', 'copy', 'plain', 'copy', 'san'])])
+def test_instructions_child_counts_each_model_once_per_round(
+        speed, monkeypatch, tmp_path, kind, order):
+    """Under callgrind, each count is one dump: collection toggled on, the
+    forwards, then off and dumped; the manifest names each dump's model in
+    order, every model once per round, rotating which goes first (compiled:
+    no regenerating model, its kernels are folded into the graph)."""
+    import functools
+    import json
+
+    import torch
+    monkeypatch.setattr(speed, 'san_and_plain',
+                        lambda arch, device: (*_tiny_san_and_plain(), torch))
+    # the protocol, not inductor: the compiled kind with dynamo alone
+    monkeypatch.setattr(torch, 'compile',
+                        functools.partial(torch.compile, backend='eager'))
+    events = []
+    monkeypatch.setattr(torch._C, '_valgrind_toggle',
+                        lambda: events.append('on'))
+    monkeypatch.setattr(torch._C, '_valgrind_toggle_and_dump_stats',
+                        lambda: events.append('dump'))
+    manifest = tmp_path / 'manifest.json'
+    plan = dict(archs=['resnet18'], sizes=[24], batches=[1], rounds=2,
+                number=2, kinds=[kind])
+    speed.instructions_child(str(manifest), json.dumps(plan))
+    counted = json.loads(manifest.read_text())
+    assert events == ['on', 'dump'] * len(order)
+    assert [entry['model'] for entry in counted] == order
+    assert {(tuple(entry['case']), entry['kind']) for entry in counted} == {
+        (('resnet18', 24, 1), kind)}
+    half = len(order) // 2
+    assert [entry['round'] for entry in counted] == [0] * half + [1] * half
+
+
+def test_instruction_rows_are_per_forward_ratios_with_a_control(
+        speed, monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(speed._RESULTS, 'path', None)
+    monkeypatch.setitem(speed._RESULTS, 'rows', [])
+    # a callgrind dump as valgrind writes it: the total is on 'totals:'
+    dump = tmp_path / 'callgrind.out.1'
+    dump.write_text('version: 1\ncreator: callgrind-3.19.0\npart: 1\n'
+                    'events: Ir\nfn=(1) f\n16 300\nsummary: 300\n'
+                    'totals: 300\n')
+    assert speed.callgrind_total(str(dump)) == 300
+    (tmp_path / 'empty').write_text('events: Ir\n')
+    with pytest.raises(ValueError, match='no "totals:" line'):
+        speed.callgrind_total(str(tmp_path / 'empty'))
+    (tmp_path / 'wrapped').write_text(f'events: Ir\ntotals: {2**64 - 7}\n')
+    with pytest.raises(ValueError, match=r'wrapped around \(2\*\*64 - 7\)'):
+        speed.callgrind_total(str(tmp_path / 'wrapped'))
+
+    case = ['resnet18', 96, 1]
+    counted = [dict(case=case, kind='eager', model=model, round=r)
+               for r in range(2)
+               for model in speed.INSTRUCTION_MODELS['eager']]
+    counted += [dict(case=case, kind='compiled+frozen', model=model, round=0)
+                for model in speed.INSTRUCTION_MODELS['compiled+frozen']]
+    per_forward = [102.0, 100.0, 100.0, 150.0, 104.0, 100.0, 101.0, 160.0,
+                   50.0, 49.0, 48.0]
+    conv, add, getattr_ = ('conv @ libtorch_cpu.so', 'add @ libtorch_cpu.so',
+                           'getattr @ libpython3.11.so')
+    eager = ('resnet18', 96, 1, 'eager')
+    functions = {(*eager, 'san'): {conv: 60, add: 9, getattr_: 30},
+                 (*eager, 'plain'): {conv: 60, add: 3, getattr_: 36}}
+    rows = speed.instruction_rows(counted, per_forward, functions, number=3)
+    assert [row['name'] for row in rows] == [
+        'instructions per forward resnet18 r=96 b=1',
+        '  control: plain copy vs plain resnet18 r=96 b=1',
+        '  regenerate-every-forward vs cached resnet18 r=96 b=1',
+        'instructions per forward, compiled+frozen resnet18 r=96 b=1',
+        '  control: plain copy vs plain, compiled+frozen resnet18 r=96 b=1']
+    assert rows[0]['ratio'] == pytest.approx(1.03)
+    assert rows[0]['san'] == dict(min=102.0, median=103.0, max=104.0)
+    # per forward: the dump's counts over the 3 forwards it holds
+    assert rows[0]['difference'] == {add: 2.0, getattr_: -2.0}
+    assert rows[0]['difference_by_library'] == {'libtorch_cpu.so': 2.0,
+                                                'libpython3.11.so': -2.0}
+    assert rows[1]['ratio'] == pytest.approx(1.005)
+    assert rows[2]['ratio'] == pytest.approx(155.0 / 103.0)
+    assert rows[3]['ratio'] == pytest.approx(50.0 / 49.0)
+    assert rows[3]['difference'] == {}  # no functions read for this kind
+    assert rows[4]['ratio'] == pytest.approx(48.0 / 49.0)
+    assert 'ratio 1.0300' in capsys.readouterr().out
+
+
+def test_callgrind_functions_sums_run_time_generated_code(speed, monkeypatch):
+    """oneDNN's JIT kernels have no names, only addresses that differ
+    between processes: one entry for all of them. The frames that were on
+    the stack when counting began are each credited with the whole count
+    and are left out."""
+    from types import SimpleNamespace
+    annotated = ('Ir\n300  PROGRAM TOTALS\n\nIr  file:function\n'
+                 '300  python.c:main [python3.11]\n'  # on the stack: all
+                 '200  ???:mkl_sgemm [/venv/torch/lib/libtorch_cpu.so]\n'
+                 ' 10  Objects/dictobject.c:at::x::y(int)\n'
+                 ' 60  ???:0x00000000f39e7000\n'
+                 ' 40  ???:0x00000000f3927000\n')
+    monkeypatch.setattr(speed.subprocess, 'run', lambda *a, **k:
+                        SimpleNamespace(stdout=annotated))
+    assert speed.callgrind_functions('dump') == {
+        'mkl_sgemm @ libtorch_cpu.so': 200,
+        'at::x::y(int) @ ?': 10, 'code generated at run time @ JIT': 100}
+
+
+def test_instructions_refuse_without_valgrind_or_on_a_gpu(speed, monkeypatch):
+    from types import SimpleNamespace
+    args = SimpleNamespace(device='cuda', archs=['resnet18'], sizes=[96],
+                           batches=[1], repeats=1, instruction_forwards=1,
+                           instruction_kinds=['eager'], dict_tag_guards=False)
+    with pytest.raises(SystemExit, match='--device cpu, not cuda'):
+        speed.bench_instructions(args)
+    args.device = 'cpu'
+    monkeypatch.setattr('shutil.which', lambda name: None)
+    with pytest.raises(SystemExit, match='apt-get install valgrind'):
+        speed.bench_instructions(args)
+
+
+def test_callgrind_shim_starts_instrumentation_where_it_can_be_built(
+        speed, monkeypatch, tmp_path):
+    """Built where valgrind's header and gcc are: its call is callgrind's
+    client request, which does nothing outside valgrind. Elsewhere None (the
+    child then runs instrumented throughout)."""
+    import ctypes
+    import os
+    import shutil
+    if os.path.exists('/usr/include/valgrind/callgrind.h') and shutil.which(
+            'gcc'):
+        shim = ctypes.CDLL(speed.callgrind_shim(str(tmp_path)))
+        shim.start_instrumentation()
+    monkeypatch.setattr('shutil.which', lambda name: None)
+    assert speed.callgrind_shim(str(tmp_path / 'elsewhere')) is None
