@@ -66,8 +66,8 @@ until the run ends), so a run stopped by a timeout keeps what it measured.
               where it is the same, a gap in the compiled rows is not SAN's convolutions
   instructions  not timed: CPU instructions per eval forward (cached kernels) of SAN, plain, the
               A/A control and SAN regenerating every kernel, counted by valgrind's callgrind (one
-              thread, --instruction-forwards forwards per count, --repeats rounds) in one child
-              process; --instruction-kinds compiled+frozen: also the three compiled with inductor
+              thread, --instruction-forwards forwards per count, --repeats rounds) in a child
+              process per architecture; --instruction-kinds compiled+frozen: also the three compiled with inductor
               freezing (dynamo's guards included; --dict-tag-guards applies). The same on every
               run, so where a noisy machine cannot time a 2 % gap it still says whether SAN does
               more work per forward, and in which functions; blind to where memory lies
@@ -1175,7 +1175,8 @@ void start_instrumentation(void) { CALLGRIND_START_INSTRUMENTATION; }
 def bench_instructions(args):
     """CPU instructions per eval forward, SAN vs plain (same weights), the
     A/A control and, eager, SAN regenerating every kernel, counted by
-    valgrind's callgrind in one child process that builds every model:
+    valgrind's callgrind in one child process per architecture that builds
+    every model:
     instruction counts are the same on every run, so they tell whether SAN
     does more work per forward where a noisy machine cannot time a 2 % gap.
     They do not see memory placement (what a cache miss costs), which the
@@ -1188,33 +1189,46 @@ def bench_instructions(args):
     if not shutil.which('valgrind'):
         raise SystemExit('--only instructions needs valgrind on PATH '
                          '(Debian / Ubuntu: apt-get install valgrind)')
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        plan = dict(archs=args.archs, sizes=args.sizes, batches=args.batches,
-                    rounds=args.repeats, number=args.instruction_forwards,
-                    kinds=args.instruction_kinds,
-                    dict_tag_guards=args.dict_tag_guards,
-                    shim=callgrind_shim(tmp))
-        manifest = os.path.join(tmp, 'manifest.json')
-        out_file = os.path.join(tmp, 'callgrind.out')
-        # one thread: OpenMP workers spinning at a barrier add instructions
-        # that depend on timing; valgrind runs the threads one at a time
-        env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
-        subprocess.run(['valgrind', '--tool=callgrind', '--quiet',
-                        f'--callgrind-out-file={out_file}',
-                        '--collect-atstart=no',
-                        f'--instr-atstart={"no" if plan["shim"] else "yes"}',
-                        sys.executable, __file__, '--instructions-child',
-                        manifest, json.dumps(plan)], check=True, env=env)
-        with open(manifest) as f:
-            counted = json.load(f)
-        per_forward = [callgrind_total(f'{out_file}.{i + 1}') / plan['number']
-                       for i in range(len(counted))]
-        functions = {}
-        for i, entry in enumerate(counted):
-            if entry['round'] == 0 and entry['model'] in ('san', 'plain'):
-                key = (*entry['case'], entry['kind'], entry['model'])
-                functions[key] = callgrind_functions(f'{out_file}.{i + 1}')
-    return instruction_rows(counted, per_forward, functions, plan['number'])
+        shim = callgrind_shim(tmp)
+        # one child per architecture, each built and compiled before its
+        # instrumentation is switched on; its rows written when it ends
+        for arch in args.archs:
+            plan = dict(archs=[arch], sizes=args.sizes, batches=args.batches,
+                        rounds=args.repeats, number=args.instruction_forwards,
+                        kinds=args.instruction_kinds,
+                        dict_tag_guards=args.dict_tag_guards, shim=shim)
+            rows += instruction_rows(*counted_under_callgrind(
+                plan, os.path.join(tmp, arch)), plan['number'])
+    return rows
+
+
+def counted_under_callgrind(plan, prefix):
+    """Run :func:`instructions_child` for ``plan`` under callgrind (dumps
+    and manifest at ``prefix``.*); returns its manifest, the instructions
+    per forward of each dump, and the first round's SAN and plain counts
+    per function."""
+    manifest, out_file = prefix + '.manifest.json', prefix + '.callgrind.out'
+    # one thread: OpenMP workers spinning at a barrier add instructions that
+    # depend on timing; valgrind runs the threads one at a time
+    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
+    subprocess.run(['valgrind', '--tool=callgrind', '--quiet',
+                    f'--callgrind-out-file={out_file}',
+                    '--collect-atstart=no',
+                    f'--instr-atstart={"no" if plan["shim"] else "yes"}',
+                    sys.executable, __file__, '--instructions-child',
+                    manifest, json.dumps(plan)], check=True, env=env)
+    with open(manifest) as f:
+        counted = json.load(f)
+    per_forward = [callgrind_total(f'{out_file}.{i + 1}') / plan['number']
+                   for i in range(len(counted))]
+    functions = {}
+    for i, entry in enumerate(counted):
+        if entry['round'] == 0 and entry['model'] in ('san', 'plain'):
+            key = (*entry['case'], entry['kind'], entry['model'])
+            functions[key] = callgrind_functions(f'{out_file}.{i + 1}')
+    return counted, per_forward, functions
 
 
 def callgrind_shim(folder):

@@ -587,3 +587,35 @@ def test_callgrind_shim_starts_instrumentation_where_it_can_be_built(
         shim.start_instrumentation()
     monkeypatch.setattr('shutil.which', lambda name: None)
     assert speed.callgrind_shim(str(tmp_path / 'elsewhere')) is None
+
+
+def test_instructions_count_each_architecture_in_its_own_child(
+        speed, monkeypatch, capsys):
+    """Each child switches instrumentation on after building (and
+    compiling) its models: one child per architecture, rows as each ends."""
+    from types import SimpleNamespace
+    monkeypatch.setitem(speed._RESULTS, 'path', None)
+    monkeypatch.setitem(speed._RESULTS, 'rows', [])
+    monkeypatch.setattr('shutil.which', lambda name: '/usr/bin/' + name)
+    monkeypatch.setattr(speed, 'callgrind_shim', lambda folder: None)
+    plans = []
+
+    def counted(plan, prefix):
+        plans.append(plan)
+        arch, = plan['archs']
+        entries = [dict(case=[arch, 96, 1], kind='eager', model=model,
+                        round=0)
+                   for model in speed.INSTRUCTION_MODELS['eager']]
+        return entries, [3.0, 2.0, 2.0, 4.0], {}
+
+    monkeypatch.setattr(speed, 'counted_under_callgrind', counted)
+    args = SimpleNamespace(device='cpu', archs=['resnet50', 'mobilenetv2'],
+                           sizes=[96], batches=[1], repeats=1,
+                           instruction_forwards=1, instruction_kinds=['eager'],
+                           dict_tag_guards=False)
+    rows = speed.bench_instructions(args)
+    assert [plan['archs'] for plan in plans] == [['resnet50'], ['mobilenetv2']]
+    assert [row['name'] for row in rows[::3]] == [
+        'instructions per forward resnet50 r=96 b=1',
+        'instructions per forward mobilenetv2 r=96 b=1']
+    assert rows[0]['ratio'] == pytest.approx(1.5)
