@@ -107,6 +107,17 @@ COMPILED_B32_CPU = [
     ('third run: + freezing, guards skipped', 'speed_compiled_b32_guards_cpu.json',
      'compiled+frozen skip-guard-eval', 32),
 ]
+# instruction counts (benchmarks/speed.py --only instructions): not timed
+INSTRUCTION_COLUMNS = [(arch, 96) for arch in ARCHS]
+INSTRUCTIONS_CPU = [
+    ('eager, cached kernels', 'speed_instructions_b1_cpu.json', 'instructions per forward', 1),
+    ('eager, cached kernels, first run (three forwards per count)',
+     'speed_instructions_b1_96_cpu.json', 'instructions per forward', 1),
+    ('eager, regenerating every kernel vs cached', 'speed_instructions_b1_cpu.json',
+     'regenerate-every-forward vs cached', 1),
+    ('`torch.compile`, inductor freezing, dict-tag guards (a call: guards and graph)',
+     'speed_instructions_compiled_b1_cpu.json', 'instructions per forward, compiled+frozen', 1),
+]
 # dynamo rows (benchmarks/speed.py --only dynamo): (file, the kinds to show: None for every
 # kind, or words one of which a kind must contain), each file's kinds in its order
 DYNAMO_CPU = [('speed_dynamo_cpu.json', None), ('speed_dynamo_guard_groups_cpu.json', None),
@@ -213,7 +224,8 @@ def ms(seconds):
 
 def ratio_cell(entry, times=None):
     """'1.007', with the range over processes '[1.00–1.02]' when there were
-    several, and the median times (``times``: 'san' or 'both')."""
+    several, and the median times (``times``: 'san' or 'both') or, for
+    instruction counts (``times='counts'``), both sides' in millions."""
     cell = f'{entry["ratio"]:.3f}'
     if entry['ratios'] and len(entry['ratios']) > 1:
         cell += f' [{min(entry["ratios"]):.3f}–{max(entry["ratios"]):.3f}]'
@@ -221,6 +233,8 @@ def ratio_cell(entry, times=None):
         cell += f' ({ms(entry["san"])})'
     elif times == 'both':
         cell += f' ({ms(entry["san"])} / {ms(entry["plain"])} ms)'
+    elif times == 'counts':
+        cell += f' ({entry["san"] / 1e6:.1f}M / {entry["plain"] / 1e6:.1f}M)'
     return cell
 
 
@@ -284,6 +298,11 @@ def compiled_b32_cpu_table():
     return grid_table('batch 32, compiled SAN / compiled plain [range over processes] '
                       '(median ms)', COMPILED_COLUMNS, COMPILED_B32_CPU, times='both',
                       against_control=True)
+
+
+def instructions_cpu_table():
+    return grid_table('batch 1, instructions per forward, SAN / plain (millions)',
+                      INSTRUCTION_COLUMNS, INSTRUCTIONS_CPU, times='counts')
 
 
 def dynamo_cpu_table():
@@ -374,6 +393,7 @@ def fmnist_table():
 TABLES = {'speed-cpu-inference': inference_cpu_table, 'speed-cpu-train': train_cpu_table,
           'speed-cpu-compiled': compiled_cpu_table,
           'speed-cpu-compiled-b32': compiled_b32_cpu_table, 'speed-cpu-dynamo': dynamo_cpu_table,
+          'speed-cpu-instructions': instructions_cpu_table,
           'speed-gpu-batch1': batch1_table,
           'speed-gpu-train': train_table, 'speed-gpu-fmnist': fmnist_table}
 

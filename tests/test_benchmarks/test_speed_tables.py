@@ -74,6 +74,24 @@ def test_several_processes_give_the_median_their_range_and_san_over_control(
     assert lines[4] == '| SAN / A/A control | | 1.020 |'
 
 
+def test_instruction_cells_show_both_counts_in_millions(
+        tables, tmp_path, monkeypatch):
+    counts = dict(min=125.4e6, median=125.4e6, max=125.4e6)
+    write(tmp_path, 'instructions.json', [
+        dict(name='instructions per forward resnet18 r=96 b=1', ratio=0.9934,
+             san=counts, plain=dict(counts, median=126.23e6)),
+        dict(name='  control: plain copy vs plain resnet18 r=96 b=1',
+             ratio=1.0, san=counts, plain=counts)],
+        machine="AMD EPYC, torch 2.14.1, instructions: valgrind's callgrind")
+    monkeypatch.setattr(tables, 'RESULTS', str(tmp_path))
+    monkeypatch.setattr(tables, 'INSTRUCTIONS_CPU', [
+        ('eager', 'instructions.json', 'instructions per forward', 1)])
+    lines = tables.instructions_cpu_table().splitlines()
+    assert lines[2] == ('| eager | CPU, `instructions.json` | '
+                        '0.993 (125.4M / 126.2M) |  |  |')
+    assert lines[3] == '| A/A control (plain copy / plain) | | 1.000 |  |  |'
+
+
 def test_train_cells_by_mode_and_precision(tables, tmp_path, monkeypatch):
     write(tmp_path, 'train.json', [
         row('train step resnet50 K=5 b=64 fp32 cuda graph joint backward', 1.024,
