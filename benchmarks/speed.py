@@ -1176,11 +1176,10 @@ def bench_instructions(args):
     """CPU instructions per eval forward, SAN vs plain (same weights), the
     A/A control and, eager, SAN regenerating every kernel, counted by
     valgrind's callgrind in one child process per architecture that builds
-    every model:
-    instruction counts are the same on every run, so they tell whether SAN
-    does more work per forward where a noisy machine cannot time a 2 % gap.
-    They do not see memory placement (what a cache miss costs), which the
-    timed rows and --only placement do."""
+    every model. Instruction counts are the same on every run, so they tell
+    whether SAN does more work per forward where a noisy machine cannot time
+    a 2 % gap. They do not see memory placement (what a cache miss costs),
+    which the timed rows and --only placement do."""
     import shutil
     import tempfile
     if args.device != 'cpu':
