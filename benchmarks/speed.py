@@ -175,10 +175,16 @@ def interleaved_times(fns, args, repeats=None, warmup=2):
             fn()
     times = [[] for _ in fns]
     for round_index in range(repeats or args.repeats):
-        for offset in range(len(fns)):
-            i = (round_index + offset) % len(fns)
+        for i in rotation(len(fns), round_index):
             times[i].append(measure(fns[i], args.min_run_time))
     return times
+
+
+def rotation(count, round_index):
+    """Indices 0..count-1 starting at ``round_index`` (mod count): the order
+    of a round, one later each round, so that neither drift nor the position
+    within a round favours one of the compared calls."""
+    return [(round_index + offset) % count for offset in range(count)]
 
 
 # --out as the run goes: every row is written when it is measured, so a run
@@ -1194,7 +1200,7 @@ def bench_instructions(args):
         # one child per architecture, each built and compiled before its
         # instrumentation is switched on; its rows written when it ends
         for arch in args.archs:
-            plan = dict(archs=[arch], sizes=args.sizes, batches=args.batches,
+            plan = dict(arch=arch, sizes=args.sizes, batches=args.batches,
                         rounds=args.repeats, number=args.instruction_forwards,
                         kinds=args.instruction_kinds,
                         dict_tag_guards=args.dict_tag_guards, shim=shim)
@@ -1273,7 +1279,7 @@ def instruction_calls(kind, san, plain, plain_copy, x):
 
 
 def instructions_child(manifest, plan):
-    """Runs under callgrind (collection off at start): builds each
+    """Runs under callgrind (collection off at start): builds the plan's
     architecture's SAN, plain and plain-copy models, checks SAN's logits,
     then per size, batch and kind counts ``plan['number']`` forwards of each
     model per round (the order rotating between rounds), one callgrind dump
@@ -1283,33 +1289,32 @@ def instructions_child(manifest, plan):
     import ctypes
     plan = json.loads(plan)
     shim = ctypes.CDLL(plan['shim']) if plan.get('shim') else None
+    arch = plan['arch']
+    san, plain, torch = san_and_plain(arch, 'cpu')
+    if plan.get('dict_tag_guards'):
+        torch._dynamo.config.use_recursive_dict_tags_for_guards = True
+    plain_copy = copy.deepcopy(plain)
     counted = []
-    for arch in plan['archs']:
-        san, plain, torch = san_and_plain(arch, 'cpu')
-        if plan.get('dict_tag_guards'):
-            torch._dynamo.config.use_recursive_dict_tags_for_guards = True
-        plain_copy = copy.deepcopy(plain)
-        for size in plan['sizes']:
-            for batch in plan['batches']:
-                x = plain_weight_input(san, plain, size, batch, 'cpu')
-                for kind in plan['kinds']:
-                    calls = instruction_calls(kind, san, plain, plain_copy, x)
-                    if shim and not counted:
-                        shim.start_instrumentation()
-                    for call in calls.values():  # warm: caches, JIT, guards
-                        call()
-                        call()
-                    order = INSTRUCTION_MODELS[kind]
-                    for round_index in range(plan['rounds']):
-                        for offset in range(len(order)):
-                            model = order[(round_index + offset) % len(order)]
-                            torch._C._valgrind_toggle()
-                            for _ in range(plan['number']):
-                                calls[model]()
-                            torch._C._valgrind_toggle_and_dump_stats()
-                            counted.append(dict(
-                                case=[arch, size, batch], kind=kind,
-                                model=model, round=round_index))
+    for size in plan['sizes']:
+        for batch in plan['batches']:
+            x = plain_weight_input(san, plain, size, batch, 'cpu')
+            for kind in plan['kinds']:
+                calls = instruction_calls(kind, san, plain, plain_copy, x)
+                if shim and not counted:
+                    shim.start_instrumentation()
+                for call in calls.values():  # warm: caches, JIT, guards
+                    call()
+                    call()
+                order = INSTRUCTION_MODELS[kind]
+                for round_index in range(plan['rounds']):
+                    for i in rotation(len(order), round_index):
+                        torch._C._valgrind_toggle()
+                        for _ in range(plan['number']):
+                            calls[order[i]]()
+                        torch._C._valgrind_toggle_and_dump_stats()
+                        counted.append(dict(
+                            case=[arch, size, batch], kind=kind,
+                            model=order[i], round=round_index))
     with open(manifest, 'w') as f:
         json.dump(counted, f)
 
@@ -1414,9 +1419,9 @@ def function_differences(san_functions, plain_functions, number, top):
         library = function.rsplit(' @ ', 1)[-1]
         by_library[library] = by_library.get(library, 0) + d
 
-    def largest(counts, top=None):
+    def largest(counts, limit=None):
         return dict(sorted(((name, d) for name, d in counts.items() if d),
-                           key=lambda item: -abs(item[1]))[:top])
+                           key=lambda item: -abs(item[1]))[:limit])
     return dict(difference=largest(difference, top),
                 difference_by_library=largest(by_library))
 

@@ -478,7 +478,7 @@ def test_instructions_child_counts_each_model_once_per_round(
     monkeypatch.setattr(torch._C, '_valgrind_toggle_and_dump_stats',
                         lambda: events.append('dump'))
     manifest = tmp_path / 'manifest.json'
-    plan = dict(archs=['resnet18'], sizes=[24], batches=[1], rounds=2,
+    plan = dict(arch='resnet18', sizes=[24], batches=[1], rounds=2,
                 number=2, kinds=[kind])
     speed.instructions_child(str(manifest), json.dumps(plan))
     counted = json.loads(manifest.read_text())
@@ -602,7 +602,7 @@ def test_instructions_count_each_architecture_in_its_own_child(
 
     def counted(plan, prefix):
         plans.append(plan)
-        arch, = plan['archs']
+        arch = plan['arch']
         entries = [dict(case=[arch, 96, 1], kind='eager', model=model,
                         round=0)
                    for model in speed.INSTRUCTION_MODELS['eager']]
@@ -614,7 +614,7 @@ def test_instructions_count_each_architecture_in_its_own_child(
                            instruction_forwards=1, instruction_kinds=['eager'],
                            dict_tag_guards=False)
     rows = speed.bench_instructions(args)
-    assert [plan['archs'] for plan in plans] == [['resnet50'], ['mobilenetv2']]
+    assert [plan['arch'] for plan in plans] == ['resnet50', 'mobilenetv2']
     assert [row['name'] for row in rows[::3]] == [
         'instructions per forward resnet50 r=96 b=1',
         'instructions per forward mobilenetv2 r=96 b=1']
