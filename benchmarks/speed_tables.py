@@ -45,6 +45,8 @@ BATCH1_GPU = [
 INFERENCE_CPU = [
     ('batch 1', 'speed_inference_b1_cpu.json', 'inference', 1),
     ('batch 1, rerun of ResNet-18 at 96 px', 'speed_inference_b1_r18_96_cpu.json', 'inference', 1),
+    ('batch 1, ResNet-18 at 96 px on a second, noisier machine',
+     'speed_inference_b1_r18_96_epyc_cpu.json', 'inference', 1),
     ('batch 32', 'speed_inference_cpu.json', 'inference', 32),
     ('batch 1, regenerating every kernel vs cached', 'speed_inference_b1_cpu.json',
      'regenerate-every-forward vs cached', 1),
@@ -89,6 +91,10 @@ COMPILED_CPU = [
      'speed_compiled_backbone_root_r18_cpu.json', 'compiled+frozen', 1),
     ('tenth run, ResNet-18, right after in each process: + freezing, guards skipped',
      'speed_compiled_backbone_root_r18_cpu.json', 'compiled+frozen skip-guard-eval', 1),
+    ('eleventh run, a second, noisier machine, MobileNetV2 alone (ninth protocol): + freezing, '
+     '**dict-tag guards**', 'speed_compiled_dict_tags_mnv2_epyc_cpu.json', 'compiled+frozen', 1),
+    ('eleventh run, right after in each process: + freezing, guards skipped',
+     'speed_compiled_dict_tags_mnv2_epyc_cpu.json', 'compiled+frozen skip-guard-eval', 1),
     ('the backbones alone, `torch.compile(backbone)`', 'speed_compiled_backbone_b1_cpu.json',
      'compiled backbone', 1),
     ("the backbones alone, **their own `.compile()`** (SAN's graph reads the kernel caches "
@@ -160,11 +166,22 @@ def load(name):
         return json.load(f)
 
 
+# what speed.py writes first where /proc/cpuinfo names no model: the
+# architecture, which does not tell one CPU machine from another
+ARCHITECTURE_NAMES = ('x86_64', 'aarch64', 'arm64', 'amd64', 'i686', 'ppc64le',
+                      's390x', '')
+
+
 def card(machine):
-    """'x86_64, 16 CPU cores, torch 2.11.0+cu130, NVIDIA H200' -> 'H200'
-    (a machine without a GPU: 'CPU')."""
+    """'x86_64, 16 CPU cores, torch 2.11.0+cu130, NVIDIA H200' -> 'H200';
+    a machine without a GPU: 'CPU', or 'CPU (AMD EPYC)' where the file
+    names the processor's model (rows from two CPU machines are not
+    comparable)."""
     found = re.search(r'NVIDIA (\w+)', machine or '')
-    return found.group(1) if found else 'CPU'
+    if found:
+        return found.group(1)
+    model = (machine or '').split(',')[0].strip()
+    return 'CPU' if model.lower() in ARCHITECTURE_NAMES else f'CPU ({model})'
 
 
 def source(machine, name, processes=None):

@@ -87,9 +87,23 @@ def test_instruction_cells_show_both_counts_in_millions(
     monkeypatch.setattr(tables, 'INSTRUCTIONS_CPU', [
         ('eager', 'instructions.json', 'instructions per forward', 1)])
     lines = tables.instructions_cpu_table().splitlines()
-    assert lines[2] == ('| eager | CPU, `instructions.json` | '
+    assert lines[2] == ('| eager | CPU (AMD EPYC), `instructions.json` | '
                         '0.993 (125.4M / 126.2M) |  |  |')
     assert lines[3] == '| A/A control (plain copy / plain) | | 1.000 |  |  |'
+
+
+@pytest.mark.parametrize('machine, expected', [
+    ('x86_64, torch 2.11.0+cu130, NVIDIA H100 80GB HBM3', 'H100'),
+    ('x86_64, 2 CPU cores, torch 2.14.1, 2 threads', 'CPU'),
+    ('aarch64, 4 CPU cores, torch 2.14.1', 'CPU'),
+    ('AMD EPYC, 2 CPU cores, torch 2.14.1, 2 threads', 'CPU (AMD EPYC)'),
+    (None, 'CPU'),
+])
+def test_a_rows_machine_names_the_card_or_the_cpu_model(
+        tables, machine, expected):
+    """Rows from two CPU machines must not read as one: a file that names
+    the processor's model (speed.py writes it first) shows it."""
+    assert tables.card(machine) == expected
 
 
 def test_train_cells_by_mode_and_precision(tables, tmp_path, monkeypatch):
