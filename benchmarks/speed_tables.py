@@ -45,6 +45,7 @@ BATCH1_GPU = [
 INFERENCE_CPU = [
     ('batch 1', 'speed_inference_b1_cpu.json', 'inference', 1),
     ('batch 1, rerun of ResNet-18 at 96 px', 'speed_inference_b1_r18_96_cpu.json', 'inference', 1),
+    ('batch 1 on a second, noisier machine', 'speed_inference_b1_epyc_cpu.json', 'inference', 1),
     ('batch 1, ResNet-18 at 96 px on a second, noisier machine',
      'speed_inference_b1_r18_96_epyc_cpu.json', 'inference', 1),
     ('batch 32', 'speed_inference_cpu.json', 'inference', 32),
