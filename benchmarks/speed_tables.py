@@ -96,6 +96,10 @@ COMPILED_CPU = [
      '**dict-tag guards**', 'speed_compiled_dict_tags_mnv2_epyc_cpu.json', 'compiled+frozen', 1),
     ('eleventh run, right after in each process: + freezing, guards skipped',
      'speed_compiled_dict_tags_mnv2_epyc_cpu.json', 'compiled+frozen skip-guard-eval', 1),
+    ('twelfth run, the same machine, all four columns (five processes): + freezing, '
+     '**dict-tag guards**', 'speed_compiled_dict_tags_epyc_cpu.json', 'compiled+frozen', 1),
+    ('twelfth run, right after in each process: + freezing, guards skipped',
+     'speed_compiled_dict_tags_epyc_cpu.json', 'compiled+frozen skip-guard-eval', 1),
     ('the backbones alone, `torch.compile(backbone)`', 'speed_compiled_backbone_b1_cpu.json',
      'compiled backbone', 1),
     ("the backbones alone, **their own `.compile()`** (SAN's graph reads the kernel caches "
