@@ -171,10 +171,11 @@ def load(name):
         return json.load(f)
 
 
-# what speed.py writes first where /proc/cpuinfo names no model: the
-# architecture, which does not tell one CPU machine from another
-ARCHITECTURE_NAMES = ('x86_64', 'aarch64', 'arm64', 'amd64', 'i686', 'ppc64le',
-                      's390x', '')
+# what speed.py writes first where /proc/cpuinfo names no model
+# (processor_name's fallbacks, platform.processor() or platform.machine()):
+# the architecture, which does not tell one CPU machine from another
+ARCHITECTURE_NAMES = ('x86_64', 'aarch64', 'arm64', 'arm', 'amd64', 'i386',
+                      'i686', 'ppc64le', 's390x', '')
 
 
 def card(machine):
