@@ -238,7 +238,7 @@ def main():
 
     model = get_model(Config.fromfile(CONFIG))
     flops = {row['size']: row['flops'] for row in complexity_per_size(
-        model, ALL_SIZES, in_channels=1)}
+        model, ALL_SIZES)}
     table = per_size_table(top1, result['best_mode'], flops)
     plot = plot_accuracy_vs_size(
         {f'SAN ResNet-18, {mode}': top1[mode] for mode in MODES},

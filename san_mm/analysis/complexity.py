@@ -1,9 +1,9 @@
 """FLOPs and parameters per input size, through ``mmengine.analysis``'s FlopAnalyzer."""
 from collections import Counter
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
-import torch.nn as nn
 import torch
+import torch.nn as nn
 from mmengine.analysis import FlopAnalyzer
 
 from san_mm.models.utils import MetaConv2d, PrivateBatchNorm2d
@@ -23,6 +23,16 @@ def deployed_parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if id(p) not in skip)
 
 
+def image_channels(model: nn.Module) -> int:
+    """The channels of the images ``model`` reads: its first convolution's
+    input channels (1 for the Fashion-MNIST models)."""
+    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    if conv is None:
+        raise ValueError(f'{type(model).__name__} has no convolution to read '
+                         'the image channels from')
+    return conv.in_channels
+
+
 MAC_OPS = ('aten::_convolution', 'aten::addmm', 'aten::linear', 'aten::mm',
            'aten::matmul', 'aten::bmm', 'aten::einsum')
 
@@ -32,7 +42,7 @@ def _not_counted(inputs, outputs) -> Counter:
 
 
 def complexity_per_size(model: nn.Module, sizes: Sequence[int],
-                        in_channels: int = 3,
+                        in_channels: Optional[int] = None,
                         macs_only: bool = True) -> List[Dict]:
     """Multiply-accumulates and parameters of ``model`` at each size.
 
@@ -40,7 +50,8 @@ def complexity_per_size(model: nn.Module, sizes: Sequence[int],
         model (nn.Module): A classifier whose ``forward(inputs)`` runs the
             network (mmpretrain classifiers default to ``mode='tensor'``).
         sizes (Sequence[int]): Square input sizes.
-        in_channels (int): Image channels.
+        in_channels (int, optional): Image channels; by default
+            :func:`image_channels`.
         macs_only (bool): Count only convolutions and linear layers (the
             SAN paper's "MFLOPs"); False adds mmengine's other counted ops
             (normalisation, pooling).
@@ -49,6 +60,8 @@ def complexity_per_size(model: nn.Module, sizes: Sequence[int],
         list[dict]: ``{'size', 'flops', 'params', 'deployed_params'}`` per
         size. ``flops`` are mmengine's counts, i.e. multiply-accumulates.
     """
+    if in_channels is None:
+        in_channels = image_channels(model)
     was_training = model.training
     model.eval()
     rows = []

@@ -126,11 +126,10 @@ class BudgetedInferencer(ImageClassificationInferencer):
         if not isinstance(backbone, BaseScaleAdaptiveBackbone):
             raise TypeError(
                 'BudgetedInferencer needs a model with a scale-adaptive '
-                f'backbone (MetaResNet, MetaMobileNetV2), got '
-                f'{type(backbone).__name__}; use a SAN config')
+                f'backbone, got {type(backbone).__name__}; use a SAN config')
         self.backbone = backbone
-        in_channels = self.config.model.backbone.get('in_channels', 3)
-        self._imread_flag = 'grayscale' if in_channels == 1 else 'color'
+        self._imread_flag = 'grayscale' if backbone.in_channels_ == 1 \
+            else 'color'
         self._pipelines: Dict[int, Callable] = {}
         self.choice: dict = {}
         self.select(max_macs=max_macs, max_latency_ms=max_latency_ms,
@@ -201,14 +200,11 @@ class BudgetedInferencer(ImageClassificationInferencer):
                 size is not None:
             self.select(max_macs=max_macs, max_latency_ms=max_latency_ms,
                         size=size)
-        previous = self.backbone.inference_mode
-        self.backbone.inference_mode = self.choice['inference_mode']
-        try:
+        with self.backbone.at_size(self.choice['size'],
+                                   self.choice['inference_mode']):
             results = super().__call__(
                 inputs, return_datasamples=return_datasamples,
                 batch_size=batch_size, **kwargs)
-        finally:
-            self.backbone.inference_mode = previous
         used = {k: self.choice[k]
                 for k in ('size', 'inference_mode', 'macs', 'top1')}
         for result in results:

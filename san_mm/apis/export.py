@@ -1,11 +1,12 @@
-"""Export a SAN model at one size to a plain mmpretrain ResNet / MobileNetV2.
+"""Export a SAN model at one size to the plain mmpretrain backbone it was made from (then ONNX).
 
-Once the kernels and BN for a size are chosen, a SAN network *is* a plain network. Because the SAN
-backbones mirror mmpretrain's module names, export is a state-dict translation: every generated
-conv's ``weight`` becomes the kernel for the size's encoding (its ``weight_residual`` is folded in),
-every private BN keeps the statistics the scale policy selects for the size (one set, an
-interpolation of two, or calibrated statistics), everything else is copied. The result loads into
-mmpretrain's own classes with ``strict=True`` and needs no san_mm import.
+Once the kernels and BN for a size are chosen, a SAN network *is* a plain network. A
+scale-adaptive backbone keeps its plain backbone's module names, so export is a state-dict
+translation: every generated conv's ``weight`` becomes the kernel for the size's encoding (its
+``weight_residual`` is folded in), every private BN keeps the statistics the scale policy selects
+for the size (one set, an interpolation of two, or calibrated statistics), everything else is
+copied. The result loads into the plain backbone's class with ``strict=True``: mmpretrain alone
+for mmpretrain's backbones, with ``custom_imports`` for a backbone another package registers.
 """
 import copy
 from collections import OrderedDict
@@ -14,57 +15,29 @@ from typing import Dict, Optional, Tuple
 import torch
 import torch.nn as nn
 from mmengine.config import Config
+from mmpretrain.registry import MODELS
 
-from san_mm.models.backbones import (BaseScaleAdaptiveBackbone,
-                                     MetaMobileNetV2, MetaResNet)
+from san_mm.models.backbones import BaseScaleAdaptiveBackbone
 from san_mm.models.utils import MetaConv2d, PrivateBatchNorm2d, ScaleState
 
 BN_TENSORS = ('weight', 'bias', 'running_mean', 'running_var')
 
 
 def plain_backbone_cfg(backbone: BaseScaleAdaptiveBackbone) -> dict:
-    """The mmpretrain backbone config with the same architecture.
+    """The config of the plain backbone ``backbone`` was made from.
 
     Raises:
-        ValueError: For SAN variants that mmpretrain has no class for.
+        ValueError: For a backbone converted from a module rather than a
+            config (nothing to rebuild it from).
     """
-    if isinstance(backbone, MetaResNet):
-        common = dict(
-            depth=backbone.depth,
-            in_channels=backbone.conv1.in_channels,
-            stem_channels=backbone.stem_channels,
-            base_channels=backbone.base_channels,
-            num_stages=backbone.num_stages,
-            strides=backbone.strides,
-            dilations=backbone.dilations,
-            out_indices=backbone.out_indices,
-            norm_cfg=copy.deepcopy(backbone.norm_cfg),
-            zero_init_residual=False)
-        stem = (backbone.stem_kernel_size, backbone.stem_stride,
-                backbone.stem_pool)
-        if stem == (7, 2, True):
-            return dict(type='ResNet', **common)
-        if stem == (3, 1, False):
-            return dict(type='ResNet_CIFAR', **common)
+    if backbone.plain_cfg is None:
         raise ValueError(
-            f'MetaResNet stem (kernel {stem[0]}, stride {stem[1]}, '
-            f'max-pool {stem[2]}) has no mmpretrain counterpart; exportable '
-            'stems are (7, 2, True) -> ResNet and (3, 1, False) -> '
-            'ResNet_CIFAR (stem_kernel_size, stem_stride, stem_pool): this '
-            'model can only be used through san_mm')
-    if isinstance(backbone, MetaMobileNetV2):
-        if backbone.conv1.conv.in_channels != 3:
-            raise ValueError(
-                'mmpretrain MobileNetV2 takes 3 input channels, this '
-                f'MetaMobileNetV2 has {backbone.conv1.conv.in_channels}: it '
-                'cannot be exported, use it through san_mm')
-        return dict(type='MobileNetV2', widen_factor=backbone.widen_factor,
-                    out_indices=backbone.out_indices,
-                    norm_cfg=copy.deepcopy(backbone.norm_cfg),
-                    act_cfg=copy.deepcopy(backbone.act_cfg))
-    raise TypeError(f'cannot export a {type(backbone).__name__} backbone: '
-                    'only MetaResNet and MetaMobileNetV2 have mmpretrain '
-                    'counterparts')
+            f'this {type(backbone).__name__} was made from a built module, '
+            'not a config, so there is no plain config to export to: build '
+            "it with ScaleAdaptive(backbone=dict(type=...), ...)")
+    cfg = copy.deepcopy(backbone.plain_cfg)
+    cfg.pop('init_cfg', None)  # the exported checkpoint holds the weights
+    return cfg
 
 
 def _bn_tensors(bn: PrivateBatchNorm2d, state: ScaleState) -> Dict:
@@ -110,19 +83,16 @@ def export_state_dict(model: nn.Module, size: int,
     """
     backbone = model.backbone
     if not isinstance(backbone, BaseScaleAdaptiveBackbone):
-        raise TypeError('export needs a scale-adaptive backbone (MetaResNet,'
-                        f' MetaMobileNetV2), got {type(backbone).__name__}: '
-                        'a plain model is already exported, use its config '
-                        'and checkpoint as they are')
+        raise TypeError('export needs a scale-adaptive backbone, got '
+                        f'{type(backbone).__name__}: a plain model is already '
+                        'exported, use its config and checkpoint as they are')
     backbone.check_size_fits(size, 'export size', 'export a larger --size')
-    previous_mode, was_training = backbone.inference_mode, model.training
+    was_training = model.training
     model.eval()
     try:
-        if inference_mode is not None:
-            backbone.inference_mode = inference_mode
-        state = backbone.resolve_scale(size)
+        with backbone.at_size(size, inference_mode):
+            state = backbone.resolve_scale(size)
     finally:
-        backbone.inference_mode = previous_mode
         model.train(was_training)
 
     out = OrderedDict()
@@ -145,9 +115,10 @@ def export_state_dict(model: nn.Module, size: int,
 
 
 def export_config(cfg: Config, model: nn.Module, size: int) -> Config:
-    """A config of mmpretrain's own modules for the exported model at
-    ``size`` (model, preprocessor and a single-size test pipeline; no
-    san_mm import)."""
+    """The exported model's config at ``size``: the plain backbone, the
+    classifier as ``ImageClassifier``, the preprocessor and a single-size
+    test pipeline (mmpretrain's own modules, and ``custom_imports`` for a
+    backbone registered elsewhere)."""
     plain_model = copy.deepcopy(cfg.model.to_dict() if hasattr(
         cfg.model, 'to_dict') else dict(cfg.model))
     plain_model['type'] = 'ImageClassifier'
@@ -165,18 +136,22 @@ def export_config(cfg: Config, model: nn.Module, size: int) -> Config:
     for transform in cfg.test_dataloader.dataset.get('pipeline', []):
         if transform.get('type') == 'ResizeCenterCrop':
             crop_ratio = transform.get('crop_ratio', 0.875)
-    channels = getattr(model.backbone, 'conv1')
-    in_channels = channels.in_channels if isinstance(
-        channels, nn.Conv2d) else channels.conv.in_channels
     load = [dict(type='LoadImageFromFile')]
-    if in_channels == 1:
+    if model.backbone.in_channels_ == 1:
         load = [dict(type='LoadImageFromFile', color_type='grayscale')]
     test_pipeline = load + [
         dict(type='ResizeEdge', scale=int(size / crop_ratio), edge='short'),
         dict(type='CenterCrop', crop_size=size),
         dict(type='PackInputs'),
     ]
+    extra = {}
+    module = getattr(MODELS.get(plain_model['backbone']['type']), '__module__',
+                     '')
+    if not module.startswith('mmpretrain'):  # registered by another package
+        extra['custom_imports'] = dict(imports=[module.split('.')[0]],
+                                       allow_failed_imports=False)
     return Config(dict(
+        **extra,
         default_scope='mmpretrain',
         model=plain_model,
         test_pipeline=test_pipeline,
@@ -188,9 +163,8 @@ def export_config(cfg: Config, model: nn.Module, size: int) -> Config:
 
 
 def build_plain_model(plain_cfg: Config) -> nn.Module:
-    """Build the exported model with mmpretrain's registry only."""
+    """Build the exported model with mmpretrain's registry."""
     from mmengine.registry import init_default_scope
-    from mmpretrain.registry import MODELS
     init_default_scope('mmpretrain')
     return MODELS.build(copy.deepcopy(plain_cfg.model))
 
@@ -221,7 +195,7 @@ def export_model(cfg: Config, checkpoint: str, size: int, out_dir: str,
     plain.load_state_dict(state_dict, strict=True)
     plain.eval()
 
-    channels = plain_cfg.model.backbone.get('in_channels', 3)
+    channels = san.backbone.in_channels_
     x = torch.rand(2, channels, size, size,
                    generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

@@ -548,23 +548,22 @@ def measure_latency(model: torch.nn.Module, table: dict, batch: int = 1,
                              f'{batch!r}; e.g. --latency-batch 1')
     backbone = model.backbone
     param = next(model.parameters())
-    previous, was_training = backbone.inference_mode, model.training
+    was_training = model.training
     model.eval()
     ms = {}
     try:
         for row in table['sizes']:
-            backbone.inference_mode = row['best_mode']
             x = torch.zeros(batch, table.get('in_channels', 3), row['size'],
                             row['size'], device=param.device,
                             dtype=param.dtype)
-            model(x, mode='tensor')  # warm-up: kernels generated, cached
-            timer = Timer('model(x, mode="tensor")',
-                          globals=dict(model=model, x=x),
-                          num_threads=torch.get_num_threads())
-            measured = timer.blocked_autorange(min_run_time=min_run_time)
+            with backbone.at_size(row['size'], row['best_mode']):
+                model(x, mode='tensor')  # warm-up: kernels generated, cached
+                timer = Timer('model(x, mode="tensor")',
+                              globals=dict(model=model, x=x),
+                              num_threads=torch.get_num_threads())
+                measured = timer.blocked_autorange(min_run_time=min_run_time)
             ms[str(row['size'])] = round(measured.median * 1e3, 4)
     finally:
-        backbone.inference_mode = previous
         model.train(was_training)
     return dict(machine=machine_info(param.device), batch=int(batch),
                 method='median of torch.utils.benchmark.Timer.'
@@ -625,9 +624,8 @@ def store_size_table(cfg: Config,
     start = time.time()
     results = sweep_sizes(cfg, checkpoint, sizes, modes, calibration_images,
                           split=split, on_tested=keep)
-    in_channels = cfg.model.backbone.get('in_channels', 3)
-    model = get_model(copy.deepcopy(cfg))
-    model.backbone.inference_mode = 'proxy'  # MACs do not depend on it
+    model = get_model(copy.deepcopy(cfg))  # MACs do not depend on the mode
+    in_channels = model.backbone.in_channels_
     complexity = complexity_per_size(model, sizes, in_channels)
     backbone_cfg = cfg.model.backbone
     train_sizes = list(validate_sizes(backbone_cfg.get('train_sizes')))

@@ -24,9 +24,8 @@ def main():
     args = parser.parse_args()
     cfg = Config.fromfile(args.config)
     sizes = args.sizes or cfg.test_cfg.get('test_sizes', [224])
-    in_channels = args.in_channels or cfg.model.backbone.get('in_channels', 3)
     model = get_model(cfg)
-    rows = complexity_per_size(model, sizes, in_channels)
+    rows = complexity_per_size(model, sizes, args.in_channels)
     print('| size | MMACs (conv + linear) | params at this size (M) | '
           'stored params (M) |\n|---|---|---|---|')
     for row in rows:

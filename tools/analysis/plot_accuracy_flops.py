@@ -72,11 +72,10 @@ def main():
         curves[name] = values
     cfg = Config.fromfile(args.config)
     sizes = sorted({s for c in curves.values() for s in c}, reverse=True)
-    in_channels = cfg.model.backbone.get('in_channels', 3)
     missing = [size for size in sizes if size not in flops]
     if missing:
         flops.update({row['size']: row['flops'] for row in complexity_per_size(
-            get_model(cfg), missing, in_channels)})
+            get_model(cfg), missing)})
     plot_accuracy_vs_size(curves, args.out, flops=flops,
                           train_sizes=cfg.model.backbone.get('train_sizes', ()))
     print('| size | MMACs | ' + ' | '.join(curves) + ' |')

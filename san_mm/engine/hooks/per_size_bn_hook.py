@@ -1,4 +1,5 @@
 """Per-size BN hook: prepares the private BNs before each evaluated size."""
+import contextlib
 import copy
 from functools import partial
 from typing import Optional
@@ -96,49 +97,51 @@ class PerSizeBNHook(Hook):
         self._calibrated_this_run = set()
         self._training_run = False
         self._calibration_loader = None
+        # the size being evaluated runs in the mode until after_<stage>_size
+        self._size_scope = contextlib.ExitStack()
 
     def before_train(self, runner) -> None:
         self._training_run = True
         # Statistics in a loaded or resumed checkpoint describe its weights,
         # which training is about to change.
-        self.remove_calibration(runner)
+        scale_adaptive_backbone(runner, 'PerSizeBNHook').remove_calibration()
 
     def before_val_size(self, runner, size: int) -> None:
         self.prepare(runner, size, stale=self._training_run)
+
+    def after_val_size(self, runner, size: int, metrics=None) -> None:
+        self._size_scope.close()
 
     def after_val(self, runner) -> None:
         if self._training_run:
             # Training goes on: these statistics describe the weights just
             # validated, and would be stale in every later checkpoint.
-            self.remove_calibration(runner)
-
-    @staticmethod
-    def remove_calibration(runner) -> None:
-        """Drop every calibrated BN statistic from the model."""
-        backbone = scale_adaptive_backbone(runner, 'PerSizeBNHook')
-        for module in backbone.private_bns():
-            for size in module.calibrated_sizes:
-                module.remove_calibration(size)
+            scale_adaptive_backbone(runner,
+                                    'PerSizeBNHook').remove_calibration()
 
     def before_test_size(self, runner, size: int) -> None:
         self.prepare(runner, size)
 
+    def after_test_size(self, runner, size: int, metrics=None) -> None:
+        self._size_scope.close()
+
     def prepare(self, runner, size: int, stale: bool = False) -> None:
-        """Set the mode and calibrate ``size`` if it needs statistics that
-        are missing, or ``stale`` (computed for other weights)."""
+        """Calibrate ``size`` if the mode needs statistics that are missing,
+        or ``stale`` (computed for other weights), then run the size in the
+        mode (``backbone.at_size``) until its ``after_<stage>_size``."""
         backbone = scale_adaptive_backbone(runner, 'PerSizeBNHook')
-        if self.inference_mode is not None:
-            backbone.inference_mode = self.inference_mode
+        mode = self.inference_mode or backbone.inference_mode
         needs_calibration = (
-            backbone.inference_mode == 'calibrated'
-            and size not in backbone.train_sizes
+            mode == 'calibrated' and size not in backbone.train_sizes
             and (size not in backbone.calibrated_sizes or stale or
                  (self.recalibrate and size not in self._calibrated_this_run)))
         if needs_calibration:
             self.calibrate(runner, size)
             self._calibrated_this_run.add(size)
+        self._size_scope.close()
+        self._size_scope.enter_context(backbone.at_size(size, mode))
         if not backbone.training:
-            runner.logger.info(f'size {size}, {backbone.inference_mode} mode: '
+            runner.logger.info(f'size {size}, {mode} mode: '
                                f'{backbone.resolve_scale(size).describe()}')
 
     @staticmethod

@@ -9,6 +9,16 @@ from mmpretrain.structures import DataSample
 from torch import Tensor, nn
 
 
+def count_backwards(optim_wrapper: OptimWrapper, count: int) -> None:
+    """Add ``count`` to the backward passes ``optim_wrapper`` has counted
+    (what decides gradient accumulation's steps): for backwards that did not
+    go through ``OptimWrapper.backward`` (a replayed graph's), or that must
+    not count once each (one iteration back-propagated per size). mmengine
+    has no public way to do it; this is the one place that writes its
+    counter."""
+    optim_wrapper._inner_count += count
+
+
 class CUDAGraphTrainStep:
     """Every size's forward, the losses and the joint backward of a
     :class:`SANClassifier` training step, captured in one CUDA graph and
@@ -292,8 +302,7 @@ class CUDAGraphTrainStep:
         self._graph.replay()
         for p, grad in self._grads:
             p.grad = grad
-        # what OptimWrapper.backward counts per step (here: one per replay)
-        optim_wrapper._inner_count += 1
+        count_backwards(optim_wrapper, 1)  # the graph's backward
         if optim_wrapper.should_update():
             optim_wrapper.step()
             optim_wrapper.zero_grad()

@@ -16,7 +16,7 @@ from torch import Tensor
 from ..backbones import BaseScaleAdaptiveBackbone
 from ..utils.data_preprocessor import SANDataPreprocessor
 from ..utils.plain_init import init_weights_plain_last
-from .cuda_graph_step import CUDAGraphTrainStep
+from .cuda_graph_step import CUDAGraphTrainStep, count_backwards
 
 LOSS_REDUCTIONS = ('sum', 'mean')
 
@@ -55,8 +55,8 @@ class SANClassifier(ImageClassifier):
     mmpretrain's inference APIs and evaluators use the model as is.
 
     Args:
-        backbone (dict): A scale-adaptive backbone (``MetaResNet``,
-            ``MetaMobileNetV2``).
+        backbone (dict): A scale-adaptive backbone (``ScaleAdaptive``,
+            ``MetaResNet``, ``MetaMobileNetV2``).
         neck, head: As in ``ImageClassifier``.
         distill (dict, optional): Scale distillation loss config. Defaults to
             ``dict(type='ScaleDistillLoss', mode='dense')`` (the reference);
@@ -74,39 +74,26 @@ class SANClassifier(ImageClassifier):
             every size every iteration, as the reference.
         channels_last (bool): Keep the network's weights and its input
             batches in channels-last memory format (the preprocessor converts
-            the inputs). Same results up to float rounding; faster where the
-            convolution kernels prefer it: measured 0.82x the training step
-            time of the Fashion-MNIST SAN ResNet-18 on a 2-core AMD EPYC CPU
-            (batch 128, five sizes). On an AVX2 CPU, oneDNN trains strided
-            1x1 convs with fewer than 8 input channels wrong in this format
-            (:data:`ONEDNN_NHWC_1X1_BLOCK`): the model warns, naming them.
-            Defaults to False.
+            the inputs): the same results up to float rounding, faster where
+            the convolution kernels prefer it (``docs/performance.md``). On an
+            AVX2 CPU, oneDNN trains strided 1x1 convs with fewer than 8 input
+            channels wrong in this format (:data:`ONEDNN_NHWC_1X1_BLOCK`): the
+            model warns, naming them. Defaults to False.
         backward_per_size (bool): Back-propagate each size's loss right
             after its forward (largest first) instead of one backward of the
             joint loss. A size's loss depends only on its own forward
-            (teachers' logits are detached), so the gradients are the same
-            (tested), but only one size's activations are alive at a time:
-            peak training memory drops from about the sum of the K sizes'
-            activations to the largest size's (README, "Performance").
-            Works with gradient accumulation, AMP and, through
-            :class:`~san_mm.engine.SANDistributedDataParallel` (the
-            wrapper ``tools/train.py`` uses), DDP. Defaults to False.
+            (teachers' logits are detached), so the gradients are the same,
+            but only one size's activations are alive at a time: peak
+            training memory drops from about the sum of the K sizes'
+            activations to the largest size's. Works with gradient
+            accumulation, AMP and DDP; needed for a backbone with gradient
+            checkpointing (``with_cp``). Defaults to False.
         batch_kernel_generation (bool): With the joint backward, an eager
             backbone generates each conv's kernels for all the step's sizes
             in one batched op (:meth:`BaseScaleAdaptiveBackbone.step_kernels`)
-            instead of one per size: the same gradients up to rounding, 12 %
-            fewer operators per ResNet-50 step (counted: 4767 against 5391;
-            the five plain steps take 4785), for a GPU step that waits on
-            kernel launches: on an H200 (ResNet-50, batch 64) 0.84-0.99x
-            the per-size generation's step time, eager and replayed from
-            CUDA graphs; inside ``cuda_graph_step`` with AMP, the
-            Fashion-MNIST job's iteration 14.6 ms against 17.4 (one run
-            each). On CPU it made a
-            ResNet-18 step at batch 8 8-16 % slower: its batched kernels
-            (47 MB for the widest convs) exceed what glibc recycles, so
-            every step page-faults fresh memory (with
-            ``MALLOC_MMAP_THRESHOLD_`` raised: the same time; the
-            Fashion-MNIST step: the same time). Defaults to False.
+            instead of one per size: the same gradients up to rounding, fewer
+            operations to launch (for GPU steps that wait on kernel launches).
+            Defaults to False.
         cuda_graph_step (bool): On a GPU, capture the training step (every
             size's forward, the losses, the backward) in a CUDA graph after
             a few eager steps and replay it for every batch of the same
@@ -154,9 +141,10 @@ class SANClassifier(ImageClassifier):
                          data_preprocessor, init_cfg)
         if not isinstance(self.backbone, BaseScaleAdaptiveBackbone):
             raise TypeError(
-                'SANClassifier needs a scale-adaptive backbone (MetaResNet, '
-                f'MetaMobileNetV2), got {type(self.backbone).__name__}; use '
-                'ImageClassifier for plain backbones')
+                'SANClassifier needs a scale-adaptive backbone, got '
+                f'{type(self.backbone).__name__}: wrap it, backbone=dict('
+                "type='ScaleAdaptive', backbone=dict(type=...), train_sizes="
+                '[...]), or use ImageClassifier for a plain model')
         if not isinstance(self.data_preprocessor, SANDataPreprocessor):
             raise TypeError(
                 'SANClassifier needs SANDataPreprocessor (it normalises each '
@@ -180,6 +168,14 @@ class SANClassifier(ImageClassifier):
         self.loss_reduction = loss_reduction
         self.num_sampled_sizes = num_sampled_sizes
         self.backward_per_size = bool(backward_per_size)
+        if self.backbone.with_checkpointing and not self.backward_per_size:
+            raise ValueError(
+                'the backbone checkpoints activations (with_cp=True), which '
+                'recomputes each block in the backward; with the joint '
+                'backward that runs after every size\'s forward, when no '
+                "size's state is active: set model.backward_per_size=True "
+                '(one backward per size, right after its forward), or '
+                'with_cp=False')
         self._warned_joint_backward = False
         self.batch_kernel_generation = bool(batch_kernel_generation)
         # (refuses the settings a fixed graph cannot replay)
@@ -307,26 +303,28 @@ class SANClassifier(ImageClassifier):
 
     def _size_terms(self, sizes, inputs, data_samples):
         """Each size's forward and loss terms, in order (see
-        :meth:`losses_per_size`)."""
+        :meth:`losses_per_size`); the caller's work between two sizes (the
+        per-size backward) runs with the size's state active."""
         teachers = []
         for size, x in zip(sizes, inputs):
-            cls_score = self.head(self.extract_feat(x))
-            terms = {}
-            for key, value in self.head._get_loss(cls_score,
-                                                  data_samples).items():
-                key = 'loss_ce' if key == 'loss' else key
-                terms[f'{key}@{size}'] = value
-            if self.distill is not None:
-                kd = self.distill.student_loss(teachers, cls_score)
-                if kd is not None:
-                    terms[f'loss_kd@{size}'] = kd
-            teachers.append(cls_score.detach())
-            if self.loss_reduction == 'mean':
-                terms = {
-                    key: value / len(sizes) if 'loss' in key else value
-                    for key, value in terms.items()
-                }
-            yield size, terms
+            with self.backbone.at_size(size):
+                cls_score = self.head(self.extract_feat(x))
+                terms = {}
+                for key, value in self.head._get_loss(cls_score,
+                                                      data_samples).items():
+                    key = 'loss_ce' if key == 'loss' else key
+                    terms[f'{key}@{size}'] = value
+                if self.distill is not None:
+                    kd = self.distill.student_loss(teachers, cls_score)
+                    if kd is not None:
+                        terms[f'loss_kd@{size}'] = kd
+                teachers.append(cls_score.detach())
+                if self.loss_reduction == 'mean':
+                    terms = {
+                        key: value / len(sizes) if 'loss' in key else value
+                        for key, value in terms.items()
+                    }
+                yield size, terms
 
     def train_step(self, data: Union[dict, tuple, list],
                    optim_wrapper: OptimWrapper) -> Dict[str, Tensor]:
@@ -376,15 +374,13 @@ class SANClassifier(ImageClassifier):
                 break
             loss, size_vars = self.parse_losses(step[1])
             optim_wrapper.backward(optim_wrapper.scale_loss(loss))
-            # OptimWrapper counts each backward() as one iteration (for
-            # gradient accumulation and loss scaling); this iteration is
-            # one, however many sizes it back-propagates.
-            optim_wrapper._inner_count -= 1
+            # one iteration, however many sizes it back-propagates
+            count_backwards(optim_wrapper, -1)
             for key, value in size_vars.items():
                 # Detached: a logged tensor must not keep this size's graph
                 # (and activations) alive into the next size's forward.
                 log_vars[key] = log_vars.get(key, 0.0) + value.detach()
-        optim_wrapper._inner_count += 1
+        count_backwards(optim_wrapper, 1)
         if optim_wrapper.should_update():
             if reduce_gradients is not None:
                 reduce_gradients()

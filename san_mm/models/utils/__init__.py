@@ -1,5 +1,5 @@
 from .data_preprocessor import SANDataPreprocessor
-from .meta_conv import META_INITS, MetaConv2d
+from .meta_conv import META_INITS, MetaConv2d, check_meta_init
 from .plain_init import (PretrainedFromPlainInit, load_plain_into_san,
                          plain_to_san_state_dict)
 from .private_bn import PrivateBatchNorm2d
@@ -9,7 +9,7 @@ from .scale_policy import (INFERENCE_MODES, BNSelection, ScaleContext,
 
 __all__ = [
     'SANDataPreprocessor', 'PretrainedFromPlainInit', 'load_plain_into_san',
-    'plain_to_san_state_dict', 'META_INITS', 'MetaConv2d', 'PrivateBatchNorm2d', 'DEFAULT_TRAIN_SIZES',
+    'plain_to_san_state_dict', 'META_INITS', 'MetaConv2d', 'check_meta_init', 'PrivateBatchNorm2d', 'DEFAULT_TRAIN_SIZES',
     'ScaleEncoder', 'validate_sizes', 'INFERENCE_MODES', 'BNSelection',
     'ScaleContext', 'ScalePolicy', 'ScaleState', 'check_inference_mode'
 ]

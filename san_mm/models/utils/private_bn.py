@@ -7,6 +7,7 @@ module also implements what the inference modes need: linear interpolation of tw
 sets (data-free) and statistics calibrated for an extra resolution (post-hoc BN calibration),
 stored under ``calibrated.<size>`` so they travel with checkpoints.
 """
+import copy
 from typing import Dict, List
 
 import torch
@@ -14,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 from torch import Tensor
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from .derived_cache import DerivedTensorCacheMixin
 from .scale_policy import ScaleContext
@@ -54,19 +56,21 @@ class PrivateBatchNorm2d(DerivedTensorCacheMixin, nn.Module):
         if not isinstance(num_sets, int) or num_sets < 1:
             raise ValueError(f'num_sets must be a positive int, got {num_sets!r}')
         self.num_features = num_features
-        scale_context.hold_in(self)  # shared by every layer of the network
+        self.scale_context = scale_context
         self.sets = nn.ModuleList(
             build_norm_layer(norm_cfg, num_features)[1]
             for _ in range(num_sets))
         self.calibrated = nn.ModuleDict()
-        # The sets' keys in `sets._modules`: indexing through them skips
-        # ModuleList's index normalisation on every forward, and still finds
-        # a set replaced in place (e.g. by SyncBatchNorm conversion).
-        self._set_keys = tuple(str(i) for i in range(num_sets))
-        # Data-free BN in eval: (lower, upper, alpha) -> (stamp, blended
-        # tensors); derived data, validated on every use (see
-        # _cached_interpolation) and DerivedTensorCacheMixin.
         self._blend_cache: Dict[tuple, tuple] = {}
+
+    @classmethod
+    def from_bn(cls, bn: _BatchNorm, num_sets: int,
+                scale_context: ScaleContext) -> 'PrivateBatchNorm2d':
+        """K private copies of ``bn`` (same class, eps, momentum, affine,
+        tensors), in its place."""
+        new = cls(bn.num_features, 1, scale_context)
+        new.sets = nn.ModuleList(copy.deepcopy(bn) for _ in range(num_sets))
+        return new
 
     @property
     def num_sets(self) -> int:
@@ -80,22 +84,7 @@ class PrivateBatchNorm2d(DerivedTensorCacheMixin, nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         selection = self.scale_context.require_state(self).bn
         if selection.kind == 'set':
-            bn = self._modules['sets']._modules[self._set_keys[selection.index]]
-            if bn.training or bn._forward_hooks or bn._forward_pre_hooks:
-                return bn(x)
-            # Inference: the set's statistics straight into F.batch_norm, as
-            # BatchNorm2d does in eval mode, without a second module call,
-            # BatchNorm's training bookkeeping or Module.__getattr__ (the
-            # tensors from the modules' dicts): what a private BN costs over
-            # a plain one per forward (batch 1 on CPU, small GPU batches) is
-            # a few dict lookups.
-            buffers, params = bn._buffers, bn._parameters
-            running_mean = buffers.get('running_mean')
-            if running_mean is None:
-                return bn(x)
-            return F.batch_norm(x, running_mean, buffers['running_var'],
-                                params.get('weight'), params.get('bias'),
-                                False, 0.0, bn.eps)
+            return self.sets[selection.index](x)
         if selection.kind == 'interpolate':
             return self._interpolated_forward(x, selection.index,
                                               selection.upper_index,
@@ -137,24 +126,16 @@ class PrivateBatchNorm2d(DerivedTensorCacheMixin, nn.Module):
                             p['weight'], p['bias'], False, 0.0, p['eps'])
 
     def _cached_interpolation(self, lower, upper, alpha):
-        """interpolated_parameters, blended once per (lower, upper, alpha)
-        in eval: four lerps per BN on every forward were what made data-free
-        sizes slower to serve than training sizes (batch 1).
-
-        Reused only when no gradient can flow into the blend and both sets'
-        tensors are the ones it was blended from, unchanged: in-place updates
-        (optimiser steps, load_state_dict, calibration) bump their version
-        counters, and ``.to()`` / ``.half()`` / a replaced tensor change the
-        data pointers. Under torch.compile the blend is part of the graph.
-        """
+        """:meth:`interpolated_parameters`, blended once per (lower, upper,
+        alpha) in eval and reused while no gradient can flow into the blend
+        and both sets' tensors are unchanged (version counters and data
+        pointers, as the kernel cache of ``MetaConv2d``); under
+        ``torch.compile`` the blend is part of the graph."""
         if self.training or torch.compiler.is_compiling():
             return self.interpolated_parameters(lower, upper, alpha)
-        low = self._modules['sets']._modules[self._set_keys[lower]]
-        high = self._modules['sets']._modules[self._set_keys[upper]]
-        tensors = [module._parameters.get(name) for module in (low, high)
-                   for name in ('weight', 'bias')]
-        tensors += [module._buffers.get(name) for module in (low, high)
-                    for name in ('running_mean', 'running_var')]
+        low, high = self.sets[lower], self.sets[upper]
+        tensors = [getattr(m, name) for m in (low, high)
+                   for name in ('weight', 'bias', 'running_mean', 'running_var')]
         if torch.is_grad_enabled() and any(t is not None and t.requires_grad
                                            for t in tensors):
             return self.interpolated_parameters(lower, upper, alpha)

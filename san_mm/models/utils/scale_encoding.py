@@ -9,8 +9,6 @@ and extends to any number of training sizes and to unseen test sizes (ideal infe
 import numbers
 from typing import Iterable, Optional, Sequence, Tuple
 
-import torch.nn as nn
-
 DEFAULT_TRAIN_SIZES = (224, 192, 160, 128, 96)
 
 
@@ -54,15 +52,8 @@ def validate_sizes(sizes, name: str = 'train_sizes') -> Tuple[int, ...]:
     return tuple(sorted((int(s) for s in sizes), reverse=True))
 
 
-class ScaleEncoder(nn.Module):
+class ScaleEncoder:
     """Maps a resolution to its scale encoding and to its training neighbours.
-
-    An ``nn.Module`` with no tensors, which a SAN backbone keeps in its
-    ``__dict__`` rather than registering (as it does its
-    :class:`~san_mm.models.utils.ScaleContext`), and whose attributes are
-    immutable: every forward reads it, and under ``torch.compile`` with
-    dynamo's recursive dict-tag guards only modules, dicts and immutable
-    values let the backbone's guards be skipped whole.
 
     Args:
         train_sizes (Sequence[int]): Training resolutions (any order; kept
@@ -84,7 +75,6 @@ class ScaleEncoder(nn.Module):
                  train_sizes: Sequence[int] = DEFAULT_TRAIN_SIZES,
                  max_encoding: float = 0.7,
                  reference_size: Optional[int] = None):
-        super().__init__()
         self.train_sizes = validate_sizes(train_sizes)
         if not isinstance(max_encoding, numbers.Real) or max_encoding <= 0:
             raise ValueError(

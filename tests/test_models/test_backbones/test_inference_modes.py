@@ -82,7 +82,7 @@ def test_data_free_end_points_equal_the_neighbours():
                 torch.testing.assert_close(params[name],
                                            getattr(expected, name), atol=0,
                                            rtol=0)
-    state = net.scale_policy.__class__(net.scale_encoder, 'data_free').resolve(176)
+    state = net.scale_policy.resolve(176, 'data_free')
     assert (state.bn.index, state.bn.upper_index, state.bn.alpha) == (2, 1, 0.5)
 
 
@@ -119,11 +119,11 @@ def test_a_size_counts_as_calibrated_only_when_every_private_bn_has_it():
     net = trained_like()
     calibrate(net, 176, [torch.rand(8, 3, 176, 176)])
     net.inference_mode = 'calibrated'
-    assert net.is_calibrated(176) and not net.is_calibrated(208)
+    assert net.calibrated_sizes == [176]
     assert net.resolve_scale(176).bn.kind == 'calibrated'
     last = list(net.private_bns())[-1]
     last.remove_calibration(176)  # e.g. a hand-edited checkpoint
-    assert not net.is_calibrated(176) and net.calibrated_sizes == []
+    assert net.calibrated_sizes == []
     with pytest.warns(UserWarning, match='no calibrated BN statistics'):
         assert net.resolve_scale(176).bn.kind == 'interpolate'
 
@@ -158,7 +158,7 @@ def test_get_model_forward_at_unseen_size_uses_configured_mode():
         torch.manual_seed(1)
         with torch.no_grad():
             outputs[mode] = model(torch.rand(2, 3, 20, 20))
-        state = model.backbone.scale_context.last_state
+        state = model.backbone.resolve_scale(20)
         assert state.size == 20
         expected_kind = 'interpolate' if mode == 'data_free' else 'set'
         assert state.bn.kind == expected_kind
