@@ -73,9 +73,9 @@ class _Mapper:
 
 
 def _resnet_blocks(depth: int):
-    from san_mm.models.backbones import MetaResNet
-    block, stages = MetaResNet.arch_settings[depth]
-    bottleneck = block.expansion == 4
+    from mmpretrain.models.backbones import ResNet
+    block, stages = ResNet.arch_settings[depth]
+    bottleneck = block.__name__ == 'Bottleneck'
     for stage, count in enumerate(stages, start=1):
         for index in range(count):
             yield stage, index, bottleneck
@@ -105,10 +105,10 @@ def convert_resnet(source: Dict[str, Tensor], depth: int,
 
 
 def _mobilenet_blocks():
-    from san_mm.models.backbones import MetaMobileNetV2
+    from mmpretrain.models.backbones import MobileNetV2
     feature = 1
     for layer, (expand, _, count, _) in enumerate(
-            MetaMobileNetV2.arch_settings, start=1):
+            MobileNetV2.arch_settings, start=1):
         for index in range(count):
             yield feature, f'layer{layer}.{index}', 2 if expand == 1 else 3
             feature += 1

@@ -45,7 +45,8 @@ def exported(model, size, mode=None):
 
 
 @pytest.mark.parametrize('backbone,channels', [(RESNET, 32), (CIFAR_RESNET, 32),
-                                              (MOBILENET, 1280)])
+                                              (MOBILENET, 1280)],
+                         ids=['ResNet', 'ResNet_CIFAR', 'MobileNetV2'])
 @pytest.mark.parametrize('size,mode', [(64, None), (48, None), (32, None),
                                        (40, 'proxy'), (40, 'ideal'),
                                        (40, 'data_free'), (72, 'data_free')])
@@ -83,11 +84,32 @@ def test_plain_backbone_cfgs():
     assert plain_backbone_cfg(resnet)['type'] == 'ResNet'
     cifar = MODELS.build(CIFAR_RESNET)
     assert plain_backbone_cfg(cifar)['type'] == 'ResNet_CIFAR'
-    odd = MODELS.build(dict(RESNET, stem_kernel_size=3, stem_stride=2,
-                            stem_pool=False))
-    with pytest.raises(ValueError, match=r'stride 2, max-pool False.*ResNet_CIFAR'):
-        plain_backbone_cfg(odd)
+    small = MODELS.build(dict(RESNET, stem_kernel_size=3, stem_stride=2,
+                              stem_pool=False))
+    assert plain_backbone_cfg(small)['type'] == 'ResNetCustomStem'
     assert plain_backbone_cfg(MODELS.build(MOBILENET))['type'] == 'MobileNetV2'
+    regnet = dict(type='RegNet', arch=dict(w0=8, wa=8, wm=1.5, group_w=8,
+                                           depth=5, bot_mul=1.0),
+                  stem_channels=8)
+    built = MODELS.build(dict(type='ScaleAdaptive', backbone=regnet,
+                              train_sizes=[64, 32]))
+    assert plain_backbone_cfg(built) == regnet
+    from san_mm.models import ScaleAdaptive
+    from mmpretrain.models.backbones import ResNet
+    with pytest.raises(ValueError, match='made from a built module'):
+        plain_backbone_cfg(ScaleAdaptive(ResNet(18), train_sizes=[64, 32]))
+
+
+def test_a_backbone_registered_elsewhere_keeps_its_import():
+    model = san_model(dict(RESNET, stem_kernel_size=3, stem_stride=2,
+                           stem_pool=False), 32)
+    cfg = Config(dict(model=dict(type='SANClassifier'),
+                      test_dataloader=dict(dataset=dict(pipeline=[]))))
+    plain_cfg = export_config(cfg, model, 48)
+    assert plain_cfg.custom_imports == dict(imports=['san_mm'],
+                                            allow_failed_imports=False)
+    assert 'custom_imports' not in export_config(cfg, san_model(RESNET, 32),
+                                                 48)
 
 
 def test_onnx_export_equals_the_plain_model_in_onnxruntime(tmp_path):

@@ -180,11 +180,14 @@ def test_mmpretrain_inference_apis_on_an_image_file(trained, image_folder,
     model = get_model(cfg, pretrained=checkpoint)
     image = os.path.join(image_folder, 'val', 'red', '0.png')
     inferencer = ImageClassificationInferencer(model)
+    seen = []
+    model.backbone.bn1.register_forward_pre_hook(
+        lambda *_: seen.append(model.backbone.scale_context.state))
     (result, ) = inferencer(image)
     assert result['pred_class'] in ('red', 'green', 'blue')
     assert len(result['pred_scores']) == 3
     # the size comes from the test pipeline: 32, a training size
-    assert model.backbone.scale_context.last_state.size == 32
+    assert [state.size for state in seen] == [32]
     feats = model.extract_feat(torch.rand(1, 3, 24, 24))
     assert feats[-1].shape == (1, 32)
 

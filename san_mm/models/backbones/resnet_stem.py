@@ -26,7 +26,8 @@ class ResNetCustomStem(ResNet):
         >>> from san_mm.models import ResNetCustomStem
         >>> net = ResNetCustomStem(18, in_channels=1, stem_channels=16,
         ...                        base_channels=16, stem_kernel_size=3,
-        ...                        stem_pool=False).eval()
+        ...                        stem_pool=False)
+        >>> net.eval()
         >>> tuple(net(torch.rand(1, 1, 28, 28))[-1].shape)
         (1, 128, 2, 2)
     """

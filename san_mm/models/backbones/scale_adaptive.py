@@ -548,10 +548,10 @@ def ScaleAdaptive(backbone: Union[dict, nn.Module],
         >>> import torch
         >>> from san_mm.models import ScaleAdaptive
         >>> net = ScaleAdaptive(dict(type='RegNet', arch=dict(
-        ...     w0=8, wa=8, wm=2.0, group_w=8, depth=4, bot_mul=1.0)),
-        ...     train_sizes=[64, 48, 32]).eval()
+        ...     w0=8, wa=8, wm=1.5, group_w=8, depth=5, bot_mul=1.0),
+        ...     stem_channels=8), train_sizes=[64, 48, 32]).eval()
         >>> [tuple(net(torch.rand(1, 3, r, r))[-1].shape) for r in (64, 40)]
-        [(1, 16, 2, 2), (1, 16, 2, 2)]
+        [(1, 40, 2, 2), (1, 40, 2, 2)]
     """
     if isinstance(backbone, dict):
         plain_cfg = copy.deepcopy(dict(backbone))

@@ -130,23 +130,27 @@ class PretrainedFromPlainInit(PretrainedInit):
         return f'{self.__class__.__name__}: load from {self.checkpoint}'
 
 
+#: Initialisers that load a checkpoint: run after every other initialisation.
+LOADING_INITS = ('Pretrained', 'PretrainedFromPlain')
+
+
 def init_weights_plain_last(module: nn.Module, init_weights) -> None:
-    """Run ``init_weights`` (the parent's), then any ``PretrainedFromPlain``
-    of ``module.init_cfg`` last, as mmengine does for ``Pretrained``: the
-    children's own initialisers (e.g. the head's) must not overwrite the
-    loaded weights."""
+    """Run ``init_weights`` (the module's own initialisation), then the
+    checkpoint-loading initialisers of ``module.init_cfg`` (``Pretrained``,
+    ``PretrainedFromPlain``) last, as mmengine does for ``Pretrained``:
+    nothing initialised afterwards may overwrite the loaded weights."""
     from mmengine.model import initialize
     original = module.init_cfg
     cfgs = original if isinstance(original, list) else [original]
-    plain = [c for c in cfgs if isinstance(c, dict)
-             and c.get('type') in ('PretrainedFromPlain', PretrainedFromPlainInit)]
-    if not plain:
+    loading = [c for c in cfgs if isinstance(c, dict)
+               and c.get('type') in LOADING_INITS + (PretrainedFromPlainInit, )]
+    if not loading:
         return init_weights()
-    others = [c for c in cfgs if c is not None and c not in plain]
+    others = [c for c in cfgs if c is not None and c not in loading]
     module.init_cfg = others or None
     try:
         init_weights()
     finally:
         module.init_cfg = original
-    for cfg in plain:
+    for cfg in loading:
         initialize(module, cfg)
