@@ -213,16 +213,18 @@ class MetaConv2d(DerivedTensorCacheMixin, nn.Conv2d):
         tensor changes its data pointer, and ``train()``, ``.to()`` and
         ``load_state_dict`` clear the cache (:class:`DerivedTensorCacheMixin`).
         """
-        residual = self.weight_residual
+        # The tensors from the module's dict, not Module.__getattr__: part of
+        # the eval fast path (docs/design.md).
+        params = self._parameters
+        weight, residual = params['weight'], params['weight_residual']
         if residual is None:
-            return self.weight
+            return weight
         if torch.compiler.is_compiling():
             return self.generate_kernel(encoding)
         if self._step_kernels is not None:
             kernel = self._step_kernels.get(float(encoding))
             if kernel is not None:
                 return kernel
-        weight = self.weight
         if self.training or (torch.is_grad_enabled() and
                              (weight.requires_grad or residual.requires_grad)):
             return self.generate_kernel(encoding)
@@ -264,7 +266,7 @@ class MetaConv2d(DerivedTensorCacheMixin, nn.Conv2d):
         if self.adaptive_padding:
             x = self._pad_same(x)
         return self._conv_forward(x, self.kernel_for(state.encoding),
-                                  self.bias)
+                                  self._parameters['bias'])
 
     def extra_repr(self) -> str:
         extra = ', adaptive_padding=True' if self.adaptive_padding else ''

@@ -84,7 +84,17 @@ class PrivateBatchNorm2d(DerivedTensorCacheMixin, nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         selection = self.scale_context.require_state(self).bn
         if selection.kind == 'set':
-            return self.sets[selection.index](x)
+            # The eval fast path (docs/design.md): the set's tensors, read from
+            # the modules' dicts, straight into F.batch_norm as BatchNorm2d's
+            # eval forward does, without a second module call (hooks on a set
+            # run in training only).
+            bn = self.sets._modules[str(selection.index)]
+            buffers, params = bn._buffers, bn._parameters
+            if bn.training or buffers.get('running_mean') is None:
+                return bn(x)
+            return F.batch_norm(x, buffers['running_mean'],
+                                buffers['running_var'], params.get('weight'),
+                                params.get('bias'), False, 0.0, bn.eps)
         if selection.kind == 'interpolate':
             return self._interpolated_forward(x, selection.index,
                                               selection.upper_index,
