@@ -164,7 +164,7 @@ def run_key(method, recipe, seed):
 def build_cfg(method, recipe, seed, work_dir):
     from mmengine.config import Config
 
-    from san_mm.utils import apply_size_overrides
+    from san_mm.utils import apply_overrides
     from san_mm.utils.config_utils import iter_transforms
     config, overrides, _ = METHODS[method]
     cfg = Config.fromfile(osp.join(CONFIGS, config))
@@ -185,7 +185,7 @@ def build_cfg(method, recipe, seed, work_dir):
         if 'kd_temperature' in recipe:
             options['model.distill.temperature'] = recipe['kd_temperature']
     cfg.merge_from_dict(options)
-    apply_size_overrides(cfg, options)
+    apply_overrides(cfg, options)
     for transform in iter_transforms(cfg.train_dataloader, 'ResolutionSample'):
         transform['crop_ratio_range'] = tuple(recipe['crop_ratio_range'])
     cosine = dict(type='CosineAnnealingLR', by_epoch=True, begin=warmup, end=epochs,

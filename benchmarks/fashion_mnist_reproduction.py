@@ -62,7 +62,7 @@ METHODS.update({
 def build_cfg(config, options, args, seed, work_dir):
     from mmengine.config import Config
 
-    from san_mm.utils import apply_size_overrides
+    from san_mm.utils import apply_overrides
     cfg = Config.fromfile(osp.join(CONFIGS, config))
     options = dict(options)
     options.update({
@@ -75,7 +75,7 @@ def build_cfg(config, options, args, seed, work_dir):
         'default_hooks.logger.interval': 50,
     })
     cfg.merge_from_dict(options)
-    apply_size_overrides(cfg, options)
+    apply_overrides(cfg, options)
     # No validation during training: one protocol, last epoch, test at the end.
     cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     cfg.train_cfg.pop('val_interval', None)

@@ -12,6 +12,7 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import san_mm  # noqa: E402,F401
+from san_mm.apis.cli import run_tool  # noqa: E402
 from san_mm.apis import add_common_args, calibrate_checkpoint, load_config  # noqa: E402
 from san_mm.engine.hooks.per_size_bn_hook import CALIBRATION_VIEWS  # noqa: E402
 
@@ -41,4 +42,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

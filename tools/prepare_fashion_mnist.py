@@ -17,7 +17,9 @@ def main():
     parser.add_argument('--no-install', action='store_true',
                         help='never call apt-get')
     args = parser.parse_args()
-    prepare_fashion_mnist(args.data_root, install=not args.no_install)
+    if prepare_fashion_mnist(args.data_root,
+                             install=not args.no_install) is None:
+        raise SystemExit(1)
 
 
 if __name__ == '__main__':

@@ -18,6 +18,7 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import san_mm  # noqa: E402,F401
+from san_mm.apis.cli import run_tool  # noqa: E402
 from san_mm.apis import (add_common_args, format_mode_table,  # noqa: E402
                          load_config, size_table_markdown, store_size_table,
                          sweep_sizes)
@@ -86,4 +87,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -14,7 +14,7 @@ import san_mm  # noqa: E402,F401  (registers SAN modules, checkpoint policy)
 from mmengine.runner import Runner  # noqa: E402
 from san_mm.apis import (add_common_args, format_size_table,  # noqa: E402
                          test_config)
-from san_mm.apis.cli import finish_distributed  # noqa: E402
+from san_mm.apis.cli import finish_distributed, run_tool  # noqa: E402
 
 
 def parse_args():
@@ -43,4 +43,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -13,7 +13,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import san_mm  # noqa: E402,F401  (registers SAN modules, checkpoint policy)
 from mmengine.runner import Runner  # noqa: E402
 from san_mm.apis import add_common_args, train_config  # noqa: E402
-from san_mm.apis.cli import finish_distributed  # noqa: E402
+from san_mm.apis.cli import finish_distributed, run_tool  # noqa: E402
 
 
 def parse_args():
@@ -46,4 +46,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

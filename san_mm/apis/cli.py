@@ -8,7 +8,16 @@ import os.path as osp
 import torch
 from mmengine.config import Config, DictAction
 
-from san_mm.utils import apply_size_overrides
+from san_mm.datasets import DataNotFoundError
+from san_mm.utils import apply_overrides
+from san_mm.utils.config_utils import datasets_of
+
+#: What a dataset's folder holds, for the message when it is missing.
+DATA_LAYOUTS = dict(
+    ImageNet='mmpretrain\'s ImageNet layout: train/ and val/ with one folder '
+    'of images per class (or meta/train.txt and meta/val.txt listing them)',
+    CustomDataset='one folder per class, each holding its images (e.g. '
+    'train/cat/1.png), as mmpretrain\'s CustomDataset reads')
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
@@ -55,7 +64,7 @@ def merge_cfg_options(cfg: Config, options: dict) -> None:
     ``test_sizes`` / ``train_sizes`` / ``inference_mode`` to the loops,
     backbone and pipelines, as tools/train.py and tools/test.py do."""
     cfg.merge_from_dict(options)
-    apply_size_overrides(cfg, options)
+    apply_overrides(cfg, options)
 
 
 def load_config(args) -> Config:
@@ -184,6 +193,31 @@ def finish_distributed() -> None:
     del world  # the last reference: joins the worker threads, GIL released
 
 
+def check_data_roots(cfg: Config, loaders) -> None:
+    """Fail before anything is built when a dataset's ``data_root`` does not
+    exist: say where the data is expected, its layout and how to point
+    elsewhere (Fashion-MNIST prepares itself, or says so)."""
+    for name in loaders:
+        for dataset in datasets_of(cfg.get(name)):
+            root, kind = dataset.get('data_root'), dataset.get('type', '')
+            if not root or osp.isdir(root) or kind == 'FashionMNISTWithVal':
+                continue
+            layout = DATA_LAYOUTS.get(kind, DATA_LAYOUTS['CustomDataset'])
+            raise DataNotFoundError(
+                f'{name} reads {kind or "its dataset"} from {root!r}, which '
+                f'does not exist. Put the data there ({layout}), or point the '
+                'config at it: --cfg-options data_root=/path/to/data')
+
+
+def run_tool(main) -> None:
+    """Run a tool's ``main``; missing data ends it with the message alone
+    (exit status 1), without a traceback."""
+    try:
+        main()
+    except DataNotFoundError as error:
+        raise SystemExit(f'error: {error}') from None
+
+
 def train_config(args) -> Config:
     cfg = load_config(args)
     if args.resume == 'auto':
@@ -198,12 +232,14 @@ def train_config(args) -> Config:
         cfg.val_evaluator = None
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
+    check_data_roots(cfg, ('train_dataloader', 'val_dataloader'))
     return cfg
 
 
 def test_config(args) -> Config:
     cfg = load_config(args)
     cfg.load_from = args.checkpoint
+    check_data_roots(cfg, ('test_dataloader', ))
     if args.out:
         dump = dict(type='DumpResults', out_file_path=args.out)
         evaluator = cfg.test_evaluator

@@ -1,4 +1,5 @@
-from .fashion_mnist import FashionMNISTWithVal, prepare_fashion_mnist
+from .fashion_mnist import (DataNotFoundError, FashionMNISTWithVal,
+                            prepare_fashion_mnist)
 from .transforms import *  # noqa: F401,F403
 
-__all__ = ['FashionMNISTWithVal', 'prepare_fashion_mnist']
+__all__ = ['DataNotFoundError', 'FashionMNISTWithVal', 'prepare_fashion_mnist']

@@ -15,6 +15,12 @@ FILES = ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte',
          't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')
 
 
+class DataNotFoundError(FileNotFoundError):
+    """A dataset's files are not where the config says; the message says
+    where they are expected and what to do (the tools print it without a
+    traceback)."""
+
+
 def prepare_fashion_mnist(data_root: str = 'data/fashion_mnist',
                           source: str = DEBIAN_DIR,
                           install: bool = True,
@@ -23,8 +29,7 @@ def prepare_fashion_mnist(data_root: str = 'data/fashion_mnist',
 
     Uses the Debian package's files when present (installing the package
     with apt-get first when ``install`` and this process may). If neither
-    works, returns None and mmpretrain's dataset downloads the files on first
-    use (``download=True``).
+    works, returns None.
 
     Returns:
         str | None: Where the files came from, or None.
@@ -36,8 +41,8 @@ def prepare_fashion_mnist(data_root: str = 'data/fashion_mnist',
         subprocess.run(['apt-get', 'install', '-y', '-qq', DEBIAN_PACKAGE],
                        check=False)
     if not all(osp.isfile(osp.join(source, name + '.gz')) for name in FILES):
-        log(f'no Fashion-MNIST files in {source}; mmpretrain will download '
-            f'them into {data_root} on first use')
+        log(f'no Fashion-MNIST files in {source}: install the Debian package '
+            f'{DEBIAN_PACKAGE}, or put the IDX files into {data_root}')
         return None
     os.makedirs(data_root, exist_ok=True)
     for name in FILES:
@@ -78,7 +83,8 @@ class FashionMNISTWithVal(FashionMNIST):
 
     Args:
         data_root (str): Folder with the extracted IDX files
-            (``tools/prepare_fashion_mnist.py`` puts them there).
+            (``tools/prepare_fashion_mnist.py`` puts them there; missing, they
+            are extracted from the Debian package when it is installed).
         split (str): One of ``train``, ``val``, ``trainval``, ``test``.
         val_images (int): Size of ``val``. Defaults to 10,000.
         **kwargs: Other arguments of mmpretrain's ``FashionMNIST``
@@ -99,6 +105,19 @@ class FashionMNISTWithVal(FashionMNIST):
                              'in that range (default 10000)')
         self.holdout_split = split
         self.val_images = val_images
+        if not kwargs.get('download') and data_root and not all(
+                osp.isfile(osp.join(data_root, name)) for name in FILES):
+            # The Debian package's files, else a message (nothing downloads).
+            if prepare_fashion_mnist(data_root, install=False,
+                                     log=lambda message: None) is None:
+                raise DataNotFoundError(
+                    f'Fashion-MNIST is not in {data_root!r} (it needs '
+                    f'{", ".join(FILES)}) and the Debian package '
+                    f'{DEBIAN_PACKAGE} is not installed ({DEBIAN_DIR}): run '
+                    '`python tools/prepare_fashion_mnist.py` (installs it '
+                    'with apt-get as root), or point the config at the files '
+                    'with --cfg-options data_root=DIR, or set the dataset\'s '
+                    'download=True to fetch them')
         # mmpretrain's split only picks a warning (evaluating on training
         # images); held-out validation images are meant for evaluation.
         super().__init__(data_root=data_root,

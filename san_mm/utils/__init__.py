@@ -1,4 +1,4 @@
-from .config_utils import (apply_size_overrides, iter_transforms,
+from .config_utils import (apply_overrides, iter_transforms,
                            with_transform_arg)
 from .random_states import (derived_seed, get_random_states,
                             get_resumable_random_states,
@@ -6,7 +6,7 @@ from .random_states import (derived_seed, get_random_states,
                             set_random_states)
 
 __all__ = [
-    'apply_size_overrides', 'iter_transforms', 'with_transform_arg',
+    'apply_overrides', 'iter_transforms', 'with_transform_arg',
     'derived_seed', 'get_random_states', 'get_resumable_random_states',
     'set_random_states', 'preserved_random_states', 'seeded_random_states'
 ]

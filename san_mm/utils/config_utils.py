@@ -53,16 +53,17 @@ def _iter_key(cfg, key):
             yield from _iter_key(v, key)
 
 
-def apply_size_overrides(cfg, cfg_options: dict) -> None:
-    """Carry top-level size variables given on the command line into the
+def apply_overrides(cfg, cfg_options: dict) -> None:
+    """Carry top-level config variables given on the command line into the
     places that use them.
 
     Config variables are substituted when the file is parsed, so
     ``--cfg-options test_sizes=[...]`` only changes the top-level
     ``test_sizes``; this copies it to the multi-size loops (and likewise
     ``train_sizes`` to the backbone, ``ResolutionSample`` and a validation
-    loop that evaluated the old training sizes,
-    ``inference_mode`` to the backbone).
+    loop that evaluated the old training sizes, ``inference_mode`` to the
+    backbone and ``PerSizeBNHook``, ``data_root`` to every dataset that has
+    one).
 
     Args:
         cfg (mmengine.Config): The merged config (modified in place).
@@ -93,4 +94,20 @@ def apply_size_overrides(cfg, cfg_options: dict) -> None:
         for hook in cfg.get('custom_hooks') or []:
             if hook.get('type') == 'PerSizeBNHook':
                 hook['inference_mode'] = cfg.inference_mode
+    if 'data_root' in cfg_options:
+        for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+            for dataset in datasets_of(cfg.get(name)):
+                dataset['data_root'] = cfg.data_root
 
+
+def datasets_of(loader) -> Iterator[dict]:
+    """Every dataset dict with a ``data_root`` in a dataloader config
+    (through dataset wrappers)."""
+    dataset = (loader or {}).get('dataset')
+    stack = [dataset] if isinstance(dataset, dict) else []
+    while stack:
+        dataset = stack.pop()
+        if 'data_root' in dataset:
+            yield dataset
+        inner = dataset.get('datasets') or [dataset.get('dataset')]
+        stack += [d for d in inner if isinstance(d, dict)]

@@ -1,7 +1,7 @@
 import pytest
 from mmengine.config import Config
 
-from san_mm.utils import apply_size_overrides, with_transform_arg
+from san_mm.utils import apply_overrides, with_transform_arg
 from tests.conftest import REPO
 
 
@@ -9,7 +9,7 @@ def test_test_sizes_override_reaches_the_loops():
     cfg = Config.fromfile(f'{REPO}/configs/san_resnet18.py')
     options = {'test_sizes': [96, 224, 160]}
     cfg.merge_from_dict(options)
-    apply_size_overrides(cfg, options)
+    apply_overrides(cfg, options)
     assert cfg.test_cfg.test_sizes == [224, 160, 96]
     assert cfg.val_cfg.test_sizes == [224, 160, 96]
 
@@ -18,7 +18,7 @@ def test_train_sizes_and_mode_overrides():
     cfg = Config.fromfile(f'{REPO}/configs/san_resnet18.py')
     options = {'train_sizes': [128, 224], 'inference_mode': 'ideal'}
     cfg.merge_from_dict(options)
-    apply_size_overrides(cfg, options)
+    apply_overrides(cfg, options)
     assert cfg.model.backbone.train_sizes == [224, 128]
     assert cfg.train_dataloader.dataset.pipeline[1].sizes == [224, 128]
     assert cfg.val_cfg.test_sizes == [224, 128]  # validation follows
@@ -31,7 +31,7 @@ def test_bad_test_sizes_fail_before_anything_runs():
     options = {'test_sizes': [224, 0]}
     cfg.merge_from_dict(options)
     with pytest.raises(ValueError, match=r'test_sizes.*0'):
-        apply_size_overrides(cfg, options)
+        apply_overrides(cfg, options)
 
 
 def test_with_transform_arg_names_the_pipeline():

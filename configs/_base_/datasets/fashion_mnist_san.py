@@ -1,7 +1,7 @@
 # Fashion-MNIST (70,000 28x28 grayscale product photos, 10 classes) for SAN at small scale.
 # FashionMNISTWithVal (mmpretrain's FashionMNIST with a held-out split) reads the extracted IDX files
-# from data_root (tools/prepare_fashion_mnist.py puts them there from the Debian package
-# dataset-fashion-mnist) and downloads them only if missing.
+# from data_root; missing, it extracts them from the Debian package dataset-fashion-mnist
+# (tools/prepare_fashion_mnist.py installs it) or says what to do; it never downloads.
 # Splits: train = the first 50,000 official training images, val = the last 10,000 (every choice
 # is made on it, and the best checkpoint is picked on it), test = the 10,000 official test images
 # (tools/test.py). `split='trainval'` trains on all 60,000.
@@ -34,7 +34,7 @@ train_dataloader = dict(
     persistent_workers=False,
     collate_fn=dict(type='default_collate'),
     dataset=dict(type=dataset_type, data_root=data_root, split='train',
-                 test_mode=False, download=True, pipeline=train_pipeline),
+                 test_mode=False, download=False, pipeline=train_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=True))
 val_dataloader = dict(
     batch_size=256,
@@ -42,7 +42,7 @@ val_dataloader = dict(
     persistent_workers=False,
     collate_fn=dict(type='default_collate'),
     dataset=dict(type=dataset_type, data_root=data_root, split='val',
-                 test_mode=True, download=True, pipeline=test_pipeline),
+                 test_mode=True, download=False, pipeline=test_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=False))
 test_dataloader = dict(
     batch_size=256,
@@ -50,7 +50,7 @@ test_dataloader = dict(
     persistent_workers=False,
     collate_fn=dict(type='default_collate'),
     dataset=dict(type=dataset_type, data_root=data_root, split='test',
-                 test_mode=True, download=True, pipeline=test_pipeline),
+                 test_mode=True, download=False, pipeline=test_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=False))
 val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_evaluator = val_evaluator
