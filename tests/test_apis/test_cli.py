@@ -4,12 +4,15 @@ import pytest
 import torch
 
 from san_mm.apis.cli import config_with_options, train_config
+from tests.conftest import REPO
 
 
 def train_args(config, **overrides):
-    """tools/train.py's arguments with their defaults."""
+    """tools/train.py's arguments with their defaults (and a data root that
+    exists)."""
     args = dict(config=config, work_dir=None, amp=False, no_pin_memory=False,
-                no_persistent_workers=False, cfg_options=None, compile=False,
+                no_persistent_workers=False, cfg_options=dict(data_root=REPO),
+                compile=False,
                 launcher='none', local_rank=0, resume=None,
                 no_validate=False, auto_scale_lr=False, cuda_graph=False)
     args.update(overrides)
@@ -39,10 +42,21 @@ def test_config_with_options_reads_what_the_tools_train(tiny_config):
         'train_dataloader.batch_size=3', 'test_sizes=[30,26]',
         'train_dataloader.dataset.pipeline.1.crop_ratio_range=(0.7,1.0)'])
     plain = train_config(train_args(tiny_config, cfg_options=dict(
-        test_sizes=[30, 26])))
+        test_sizes=[30, 26], data_root=REPO)))
     assert cfg.train_dataloader.batch_size == 3
     assert cfg.test_cfg.test_sizes == plain.test_cfg.test_sizes == [30, 26]
     assert cfg.train_dataloader.dataset.pipeline[1].crop_ratio_range == (
         0.7, 1.0)
     assert config_with_options(tiny_config, []).train_dataloader.batch_size \
         == plain.train_dataloader.batch_size
+
+
+def test_a_missing_data_root_fails_first_and_names_the_fix(tiny_config):
+    args = train_args(tiny_config, cfg_options=dict(data_root='/no/such/dir'))
+    with pytest.raises(FileNotFoundError, match=(
+            r"'/no/such/dir', which does not exist.*one folder per class.*"
+            r'--cfg-options data_root=')):
+        train_config(args)
+    cfg = train_config(train_args(tiny_config))  # carried to every dataset
+    assert cfg.train_dataloader.dataset.data_root == REPO
+    assert cfg.val_dataloader.dataset.data_root == REPO

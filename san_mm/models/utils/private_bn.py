@@ -86,11 +86,11 @@ class PrivateBatchNorm2d(DerivedTensorCacheMixin, nn.Module):
         if selection.kind == 'set':
             # The eval fast path (docs/design.md): the set's tensors, read from
             # the modules' dicts, straight into F.batch_norm as BatchNorm2d's
-            # eval forward does, without a second module call (hooks on a set
-            # run in training only).
+            # eval forward does, without a second module call.
             bn = self.sets._modules[str(selection.index)]
             buffers, params = bn._buffers, bn._parameters
-            if bn.training or buffers.get('running_mean') is None:
+            if (bn.training or buffers.get('running_mean') is None
+                    or bn._forward_hooks or bn._forward_pre_hooks):
                 return bn(x)
             return F.batch_norm(x, buffers['running_mean'],
                                 buffers['running_var'], params.get('weight'),
