@@ -133,14 +133,9 @@ def without_grad(call):
 
 
 def measure(fn, min_run_time):
-    """Median seconds per call of ``fn`` (torch.utils.benchmark: repeated
-    blocks of calls, CUDA synchronised around each, this process's thread
-    count)."""
-    import torch
-    from torch.utils.benchmark import Timer
-    timer = Timer('fn()', globals=dict(fn=fn),
-                  num_threads=torch.get_num_threads())
-    return timer.blocked_autorange(min_run_time=min_run_time).median
+    """Median seconds per call of ``fn``: san_mm's one timing harness."""
+    from san_mm.analysis.timing import median_seconds
+    return median_seconds(fn, min_run_time)
 
 
 def compare(name, san_fn, plain_fn, args, repeats=None, warmup=2):
@@ -1662,7 +1657,7 @@ def main():
 
     import torch
 
-    from san_mm.apis.size_table import processor_name
+    from san_mm.analysis.timing import processor_name
     machine = (f'{processor_name()}, '
                f'{os.cpu_count()} CPU cores, torch {torch.__version__}, '
                f'{torch.get_num_threads()} threads')

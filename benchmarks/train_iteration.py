@@ -268,7 +268,7 @@ def trace_summary(path, rows=10):
 def machine():
     import torch
 
-    from san_mm.apis.size_table import processor_name
+    from san_mm.analysis.timing import processor_name
     text = (f'{processor_name()}, '
             f'{os.cpu_count()} CPU cores, torch {torch.__version__}')
     if torch.cuda.is_available():

@@ -220,18 +220,19 @@ def test_latencies_name_the_processor_model(tmp_path, monkeypatch, table):
     """Two x86_64 CPUs are different machines for a latency: the stored
     machine names the model (/proc/cpuinfo), and choosing under a latency
     budget on another model warns, naming both."""
+    from san_mm.analysis import timing
     from san_mm.apis import size_table
     cpuinfo = tmp_path / 'cpuinfo'
     cpuinfo.write_text('processor\t: 0\nvendor_id\t: AuthenticAMD\n'
                        'model name\t: AMD EPYC 7B13\nflags\t\t: fpu\n')
-    monkeypatch.setattr(size_table, 'CPUINFO_PATH', str(cpuinfo))
-    assert size_table.processor_name() == 'AMD EPYC 7B13'
-    assert size_table.machine_info()['processor'] == 'AMD EPYC 7B13'
+    monkeypatch.setattr(timing, 'CPUINFO_PATH', str(cpuinfo))
+    assert timing.processor_name() == 'AMD EPYC 7B13'
+    assert timing.machine_info()['processor'] == 'AMD EPYC 7B13'
 
     logged = []
     monkeypatch.setattr(size_table, 'print_log',
                         lambda message, **kwargs: logged.append(message))
-    table['latency']['machine'] = size_table.machine_info()
+    table['latency']['machine'] = timing.machine_info()
     choose_size(table, max_latency_ms=3)
     assert logged == []
     table['latency']['machine']['processor'] = 'Intel Xeon Platinum 8481C'
@@ -241,7 +242,7 @@ def test_latencies_name_the_processor_model(tmp_path, monkeypatch, table):
     assert 'AMD EPYC 7B13' in logged[0]
 
     # elsewhere: platform's processor, else the architecture
-    monkeypatch.setattr(size_table, 'CPUINFO_PATH', str(tmp_path / 'none'))
-    monkeypatch.setattr(size_table.platform, 'processor', lambda: '')
-    monkeypatch.setattr(size_table.platform, 'machine', lambda: 'arm64')
-    assert size_table.processor_name() == 'arm64'
+    monkeypatch.setattr(timing, 'CPUINFO_PATH', str(tmp_path / 'none'))
+    monkeypatch.setattr(timing.platform, 'processor', lambda: '')
+    monkeypatch.setattr(timing.platform, 'machine', lambda: 'arm64')
+    assert timing.processor_name() == 'arm64'

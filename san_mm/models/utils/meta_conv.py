@@ -8,7 +8,7 @@ plain ``nn.Conv2d``'s (conversion to and from plain models is a rename at most).
 """
 import math
 from collections import OrderedDict
-from typing import Dict, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
