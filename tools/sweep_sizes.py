@@ -1,6 +1,6 @@
 """Evaluate one checkpoint over a range of sizes in every inference mode; print one table.
 
-    python tools/sweep_sizes.py configs/san_resnet18.py CKPT                 # 64...448, step 32
+    python tools/sweep_sizes.py configs/san_resnet18.py CKPT     # 240, 224, 208, ..., 96, 80
     python tools/sweep_sizes.py CONFIG CKPT --sizes 96 112 128 --modes proxy data_free
         [--calibration-images 256] [--out sweep.md] [--split val|test] [--cfg-options ...]
     python tools/sweep_sizes.py CONFIG CKPT --save-table SIZED.pth [--latency [--latency-batch 1]]
@@ -22,7 +22,7 @@ from san_mm.apis.cli import run_tool  # noqa: E402
 from san_mm.apis import (add_common_args, format_mode_table,  # noqa: E402
                          load_config, size_table_markdown, store_size_table,
                          sweep_sizes)
-from san_mm.apis.sweep import SWEEP_SPLITS  # noqa: E402
+from san_mm.apis.sweep import SWEEP_SPLITS, default_sweep_sizes  # noqa: E402
 from san_mm.models.utils import INFERENCE_MODES  # noqa: E402
 
 
@@ -30,8 +30,10 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config')
     parser.add_argument('checkpoint')
-    parser.add_argument('--sizes', type=int, nargs='+',
-                        default=list(range(64, 449, 32)))
+    parser.add_argument(
+        '--sizes', type=int, nargs='+',
+        help="sizes to evaluate (default: the config's training sizes, the "
+        'sizes halfway between them and half a step beyond each end)')
     parser.add_argument('--modes', nargs='+', default=list(INFERENCE_MODES),
                         choices=list(INFERENCE_MODES))
     parser.add_argument('--metric', default='accuracy/top1')
@@ -66,6 +68,9 @@ def parse_args():
 def main():
     args = parse_args()
     cfg = load_config(args)
+    if not args.sizes:
+        args.sizes = default_sweep_sizes(cfg.model.backbone.train_sizes)
+        print(f'sizes: {args.sizes} (--sizes to choose others)')
     if args.save_table:
         table = size_table_markdown(store_size_table(
             cfg, args.checkpoint, args.save_table, args.sizes, args.modes,

@@ -33,6 +33,27 @@ def _with_mode(cfg: Config, mode: str, calibration_images: int) -> Config:
     return cfg
 
 
+def default_sweep_sizes(train_sizes: Sequence[int]) -> List[int]:
+    """The sizes a sweep evaluates unless told: the training sizes, the
+    sizes halfway between neighbouring ones, and half a step beyond each
+    end (e.g. 28/24/20/16/12 -> 30, 28, 26, ..., 12, 10), largest first.
+
+    Args:
+        train_sizes (Sequence[int]): The model's training sizes.
+
+    Returns:
+        list[int]: Sizes, largest first.
+    """
+    sizes = sorted(validate_sizes(train_sizes, 'train_sizes'))
+    chosen = set(sizes)
+    for lower, upper in zip(sizes, sizes[1:]):
+        chosen.add((lower + upper) // 2)
+    if len(sizes) > 1:
+        chosen.add(sizes[0] - (sizes[1] - sizes[0]) // 2)
+        chosen.add(sizes[-1] + (sizes[-1] - sizes[-2]) // 2)
+    return sorted((s for s in chosen if s > 0), reverse=True)
+
+
 #: Which of the config's dataloaders a sweep evaluates on.
 SWEEP_SPLITS = ('val', 'test')
 
