@@ -9,18 +9,25 @@ copied. The result loads into the plain backbone's class with ``strict=True``: m
 for mmpretrain's backbones, with ``custom_imports`` for a backbone another package registers.
 """
 import copy
+import inspect
 from collections import OrderedDict
 from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
 from mmengine.config import Config
+from mmpretrain.models import ImageClassifier
 from mmpretrain.registry import MODELS
 
 from san_mm.models.backbones import BaseScaleAdaptiveBackbone
+from san_mm.models.classifiers import SANClassifier
 from san_mm.models.utils import MetaConv2d, PrivateBatchNorm2d, ScaleState
 
 BN_TENSORS = ('weight', 'bias', 'running_mean', 'running_var')
+#: SANClassifier's arguments that mmpretrain's ImageClassifier does not take.
+SAN_CLASSIFIER_ONLY = tuple(
+    set(inspect.signature(SANClassifier).parameters) -
+    set(inspect.signature(ImageClassifier).parameters))
 
 
 def plain_backbone_cfg(backbone: BaseScaleAdaptiveBackbone) -> dict:
@@ -122,7 +129,7 @@ def export_config(cfg: Config, model: nn.Module, size: int) -> Config:
     plain_model = copy.deepcopy(cfg.model.to_dict() if hasattr(
         cfg.model, 'to_dict') else dict(cfg.model))
     plain_model['type'] = 'ImageClassifier'
-    for key in ('distill', 'loss_reduction', 'num_sampled_sizes'):
+    for key in SAN_CLASSIFIER_ONLY:
         plain_model.pop(key, None)
     plain_model['backbone'] = plain_backbone_cfg(model.backbone)
     preprocessor = copy.deepcopy(dict(cfg.get('data_preprocessor') or {}))

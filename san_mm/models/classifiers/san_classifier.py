@@ -70,8 +70,12 @@ class SANClassifier(ImageClassifier):
             run the largest size plus this many sizes drawn at random from
             the others (the same draw for the whole batch). Each size then
             gets fewer updates (and distillation sees fewer pairs) in exchange
-            for roughly ``(1 + n) / K`` of the compute. None (default) trains
-            every size every iteration, as the reference.
+            for less compute. None (default) trains every size every
+            iteration, as the reference.
+        sandwich (bool): With ``num_sampled_sizes``, train the smallest size
+            every iteration too, and draw the ``num_sampled_sizes`` random
+            ones from the sizes between (the sandwich rule of US-Nets and
+            MutualNet). Defaults to False.
         channels_last (bool): Keep the network's weights and its input
             batches in channels-last memory format (the preprocessor converts
             the inputs): the same results up to float rounding, faster where
@@ -121,6 +125,7 @@ class SANClassifier(ImageClassifier):
                                                 mode='dense'),
                  loss_reduction: str = 'sum',
                  num_sampled_sizes: Optional[int] = None,
+                 sandwich: bool = False,
                  backward_per_size: bool = False,
                  channels_last: bool = False,
                  batch_kernel_generation: bool = False,
@@ -154,19 +159,27 @@ class SANClassifier(ImageClassifier):
                 "data_preprocessor=dict(type='SANDataPreprocessor', ...) or "
                 'leave its type out (SANClassifier defaults to it)')
         num_sizes = len(self.backbone.train_sizes)
+        fixed = 2 if sandwich else 1  # the largest (and the smallest) size
+        if sandwich and (num_sampled_sizes is None or num_sizes < 2):
+            raise ValueError(
+                'sandwich=True trains the largest and the smallest size plus '
+                'num_sampled_sizes drawn between them: set num_sampled_sizes '
+                f'(got {num_sampled_sizes!r}) and at least two train_sizes '
+                f'(got {num_sizes})')
         if num_sampled_sizes is not None and not (
                 isinstance(num_sampled_sizes, int)
-                and 0 <= num_sampled_sizes < num_sizes):
+                and 0 <= num_sampled_sizes <= num_sizes - fixed):
             raise ValueError(
-                f'num_sampled_sizes must be an int in 0..{num_sizes - 1} (the '
-                'number of sizes drawn besides the largest of the '
-                f'{num_sizes} train_sizes), got {num_sampled_sizes!r}; set '
-                'it in that range, or to None to train every size every '
-                'iteration')
+                f'num_sampled_sizes must be an int in 0..{num_sizes - fixed} '
+                f'(the sizes drawn besides the {fixed} trained every '
+                f'iteration of the {num_sizes} train_sizes), got '
+                f'{num_sampled_sizes!r}; set it in that range, or to None to '
+                'train every size every iteration')
         self.distill = MODELS.build(distill) if isinstance(distill,
                                                            dict) else distill
         self.loss_reduction = loss_reduction
         self.num_sampled_sizes = num_sampled_sizes
+        self.sandwich = bool(sandwich)
         self.backward_per_size = bool(backward_per_size)
         if self.backbone.with_checkpointing and not self.backward_per_size:
             raise ValueError(
@@ -219,13 +232,18 @@ class SANClassifier(ImageClassifier):
         return int(min(x.shape[-2:]))
 
     def select_sizes(self, inputs: List[Tensor]) -> List[Tensor]:
-        """Order the batches largest first and draw the iteration's subset."""
+        """Order the batches largest first and draw the iteration's subset:
+        the largest (and with ``sandwich`` the smallest) size, and
+        ``num_sampled_sizes`` drawn from the others."""
         inputs = sorted(inputs, key=self.input_size, reverse=True)
         n = self.num_sampled_sizes
-        if n is None or len(inputs) <= n + 1:
+        last = len(inputs) - 1 if self.sandwich else len(inputs)
+        if n is None or last - 1 <= n:
             return inputs
-        drawn = torch.randperm(len(inputs) - 1)[:n].sort().values + 1
-        return [inputs[0]] + [inputs[int(i)] for i in drawn]
+        drawn = torch.randperm(last - 1)[:n].sort().values + 1
+        kept = [0] + drawn.tolist() + ([len(inputs) - 1] if self.sandwich
+                                       else [])
+        return [inputs[i] for i in kept]
 
     def forward(self,
                 inputs: Union[Tensor, List[Tensor]],

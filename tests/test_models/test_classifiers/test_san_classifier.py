@@ -83,6 +83,22 @@ def test_sampled_sizes_keep_the_largest():
         build(num_sampled_sizes=3)
 
 
+def test_sandwich_keeps_the_largest_and_the_smallest():
+    model = build(num_sampled_sizes=0, sandwich=True)
+    inputs, data_samples = batch()
+    losses = model.loss(inputs, data_samples)
+    assert {k.split('@')[1] for k in losses if k.startswith('loss_ce')} == {
+        '32', '18'}
+    model.num_sampled_sizes = 1  # the middle size: every size, every step
+    losses = model.loss(inputs, data_samples)
+    assert {k.split('@')[1] for k in losses if k.startswith('loss_ce')} == {
+        '32', '24', '18'}
+    with pytest.raises(ValueError, match='num_sampled_sizes.*0..1.*got 2'):
+        build(num_sampled_sizes=2, sandwich=True)
+    with pytest.raises(ValueError, match='sandwich=True.*set num_sampled_sizes'):
+        build(sandwich=True)
+
+
 def test_predict_and_tensor_modes_on_one_batch():
     model = build().eval()
     x = torch.randn(2, 3, 20, 20)  # an unseen size
