@@ -69,25 +69,29 @@ def graphs_for_sizes(num_sizes: int) -> int:
 def prepare_compile(runner, num_sizes: int) -> Optional[dict]:
     """Compile the runner's SAN backbone if the config asks for it: with
     ``dynamic=False`` unless set, room for :func:`graphs_for_sizes` graphs,
-    and mmengine's own ``train_step`` compilation turned off.
+    and mmengine's own ``train_step`` compilation turned off (the config's
+    ``compile`` set to False once the backbone is compiled; a later loop of
+    the same runner finds the backbone compiled and makes room for its
+    sizes' graphs).
 
     Returns:
         dict | None: The ``torch.compile`` arguments, None when off.
     """
-    options = getattr(runner, '_san_compile_options', None) or \
-        compile_options(runner.cfg)
+    model = unwrap_model(runner)
+    backbone = getattr(model, 'backbone', None)
+    options = compile_options(runner.cfg)
     if options is None:
+        if backbone is not None and backbone._compiled_call_impl is not None:
+            allow_graphs(graphs_for_sizes(num_sizes))
         return None
-    if runner.cfg.get('compile'):
-        runner._san_compile_options = options
-        # mmengine reads this right before training: its train_step
-        # compilation would recompile at every iteration (see above).
-        runner.cfg.compile = False
-        print_log(f'compile: the backbone with {options}, one static graph '
-                  'per input size; preprocessing, head, losses and the '
-                  'optimizer step stay eager', logger='current')
+    # mmengine reads this right before training: its train_step
+    # compilation would recompile at every iteration (see above).
+    runner.cfg.compile = False
+    print_log(f'compile: the backbone with {options}, one static graph per '
+              'input size; preprocessing, head, losses and the optimizer '
+              'step stay eager', logger='current')
     allow_graphs(graphs_for_sizes(num_sizes))
-    compile_backbone(unwrap_model(runner), options)
+    compile_backbone(model, options)
     return options
 
 
