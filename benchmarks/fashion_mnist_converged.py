@@ -3,7 +3,7 @@
     python benchmarks/fashion_mnist_converged.py tune METHOD [--set KEY=VALUE ...] [--seed 0]
     python benchmarks/fashion_mnist_converged.py final [--methods ...] [--seeds 0 1] [--workers 2]
     python benchmarks/fashion_mnist_converged.py status
-    python benchmarks/fashion_mnist_converged.py tables      # .md, plots and the README section
+    python benchmarks/fashion_mnist_converged.py tables [--check]   # .md, plots, README + docs sections
 
 Data: Fashion-MNIST through ``FashionMNISTWithVal``: 50,000 training images, 10,000 validation
 images held out from the official training set, the 10,000 official test images. Network: the
@@ -41,7 +41,7 @@ import numpy as np
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from generated_sections import begin_marker, end_marker, write_section  # noqa: E402
+from generated_sections import write_section  # noqa: E402
 
 CONFIGS = osp.join(REPO, 'configs', 'fashion_mnist')
 RESULTS = osp.join(REPO, 'docs', 'results', 'fashion_mnist_converged.json')
@@ -492,12 +492,14 @@ def command_status(args):
 
 
 # ------------------------------------------------------------------------------- tables
+#: Where the generated sections live: the summary in the README's results section, the whole
+#: answer, both tables and the plot in docs/results.md (both written by ``tables``).
 README = osp.join(REPO, 'README.md')
-README_SECTION = 'fashion_mnist_converged'
-README_COMMAND = 'benchmarks/fashion_mnist_converged.py tables'
+RESULTS_DOC = osp.join(REPO, 'docs', 'results.md')
+TABLES_COMMAND = 'python benchmarks/fashion_mnist_converged.py tables'
+SUMMARY_SECTION = 'fashion_mnist_converged_summary'
+RESULTS_SECTION = 'fashion_mnist_converged'
 SIZE_PLOT = 'fashion_mnist_converged_accuracy_vs_size.png'
-README_BEGIN = begin_marker(README_SECTION, README_COMMAND)
-README_END = end_marker(README_SECTION)
 LABELS = {'san': 'SAN', 'san_kd_largest': 'SAN, KD from 28 only', 'san_no_kd': 'SAN, no KD',
           'no_meta': 'no meta network', 'san_sum_loss': 'SAN, summed loss'}
 
@@ -700,7 +702,7 @@ def plots(data, table, out_dir):
 
 
 def summary_lines(data, table, seeds):
-    """The answer and the two tables: the README section's text and the
+    """The answer and the two tables: docs/results.md's section and the
     .md's first part."""
     return [answer_paragraph(data, table, seeds), '',
             '### Training sizes (test top-1 %, mean ± sample std over seeds)', '',
@@ -709,20 +711,68 @@ def summary_lines(data, table, seeds):
             unseen_table(data, table)]
 
 
-def readme_section(data):
-    """The README section, from the results file alone (the plot it shows
-    is written by write_tables)."""
+def summary_table(data, table, seeds):
+    """The README's summary: per size, one SAN model against the separately
+    trained network (at a training size its own; at an unseen size the
+    nearest one with BN recalibrated, SAN in its best mode on validation)."""
+    lines = ['| size | separately trained network | SAN | SAN − network (seed spread) | verdict |',
+             '|---|---|---|---|---|']
+    for size in ALL_SIZES:
+        if size in TRAIN_SIZES:
+            base, base_mode, mode = f'baseline@{size}', 'as_trained', 'proxy'
+            label = f'{cell(table[base][base_mode][size])} (trained at {size})'
+        else:
+            near = nearest_train_size(size)
+            base, base_mode = f'baseline@{near}', 'calibrated'
+            mode = best_mode(data, 'san', size)
+            label = f'{cell(table[base][base_mode][size])} (trained at {near}, BN recalibrated)'
+        diff, spread = difference(table['san'][mode][size], table[base][base_mode][size])
+        shown = f'{diff:+.2f}' + (f' ({spread:.2f})' if spread is not None else '')
+        lines.append(f'| {size}{"" if size in TRAIN_SIZES else " (unseen)"} | {label} | '
+                     f'{cell(table["san"][mode][size])} ({mode}) | {shown} | '
+                     f'{verdict(diff, spread)} |')
+    own = np.mean([np.mean(table[f'baseline@{s}']['as_trained'][s]) for s in TRAIN_SIZES])
+    san = np.mean([np.mean(table['san']['proxy'][s]) for s in TRAIN_SIZES])
+    lines += ['', f'Mean over the training sizes: SAN {san:.2f}, the separately trained networks '
+              f'{own:.2f}. A difference counts only beyond twice its seed spread.']
+    return '\n'.join(lines)
+
+
+def readme_summary(data):
+    """The README's section: the protocol in one line and the per-size
+    verdicts (the full answer while the study is unfinished)."""
+    table, seeds = collect(data)
+    if 'san' not in table or not all(f'baseline@{s}' in table for s in TRAIN_SIZES):
+        return answer_paragraph(data, table, seeds)
+    missing = [f'{m} seed {seed}' for m, wanted in FINAL_SEEDS.items() for seed in wanted
+               if seed not in seeds.get(m, [])]
+    status = ('' if not missing else ' **Preliminary** (the study is still running; missing: '
+              + ', '.join(missing) + ').')
+    return '\n'.join([
+        f'ResNet-18 (width 16) on Fashion-MNIST, trained to convergence ({PROTOCOL["epochs"]} '
+        f'epochs, {PROTOCOL["train_images"]:,} training images; every choice on the validation '
+        f'split), test top-1 %, mean over seeds {sorted(set(seeds["san"]))}:{status}', '',
+        summary_table(data, table, seeds)])
+
+
+def results_section(data):
+    """docs/results.md's section, from the results file alone (the plot it
+    shows is written by write_tables)."""
     table, seeds = collect(data)
     return '\n'.join([*summary_lines(data, table, seeds), '',
-                      f'![accuracy vs size](docs/results/{SIZE_PLOT})'])
+                      f'![accuracy vs size](results/{SIZE_PLOT})'])
 
 
-def write_tables(data):
-    """docs/results/fashion_mnist_converged.md, its plots and the README
-    section, all from the results file."""
+def write_tables(data, check=False):
+    """docs/results/fashion_mnist_converged.md, its plots, the README's
+    summary and docs/results.md's section, all from the results file.
+
+    Args:
+        check (bool): Write nothing; return whether the .md and both
+            sections are what the results file makes.
+    """
     table, seeds = collect(data)
     out_dir = osp.dirname(RESULTS)
-    size_plot, curve_plot = plots(data, table, out_dir)
     protocol = data.get('protocol') or dict(PROTOCOL, choices=CHOICES)
     seconds = {}
     for run in data.get('runs', []):
@@ -730,10 +780,10 @@ def write_tables(data):
     summary = summary_lines(data, table, seeds)
     body = ['# Fashion-MNIST, converged: one SAN model vs separately trained networks', '',
             'Generated from `fashion_mnist_converged.json` by '
-            '`python benchmarks/fashion_mnist_converged.py tables`; do not edit by hand.', '',
+            f'`{TABLES_COMMAND}`; do not edit by hand.', '',
             *summary, '',
-            f'![accuracy vs size]({osp.basename(size_plot)})', '',
-            f'![learning curves]({osp.basename(curve_plot)})', '',
+            f'![accuracy vs size]({SIZE_PLOT})', '',
+            '![learning curves](fashion_mnist_converged_learning_curves.png)', '',
             '## Protocol', '',
             '\n'.join(f'- {k}: {v}' for k, v in protocol.items() if k != 'choices'), '',
             '- seeds: ' + ', '.join(f'{m} {sorted(v)}' for m, v in sorted(seeds.items())),
@@ -741,13 +791,22 @@ def write_tables(data):
             'thread each): ' + ', '.join(f'{m} {np.mean(v) / 60:.0f}'
                                          for m, v in sorted(seconds.items())), '',
             '## Choices, made on the validation split', '', choices_section(data), '']
-    with open(osp.join(out_dir, 'fashion_mnist_converged.md'), 'w') as f:
-        f.write('\n'.join(body))
-    print(f'wrote {out_dir}/fashion_mnist_converged.md and plots')
-    try:
-        write_section(README, README_SECTION, README_COMMAND, readme_section(data))
-    except KeyError as missing:
-        print(f'README section absent: {missing}')
+    md_path = osp.join(out_dir, 'fashion_mnist_converged.md')
+    text = '\n'.join(body)
+    if check:
+        with open(md_path) as f:
+            current = f.read() == text
+        print(f'{md_path}: ' + ('up to date' if current else f'out of date; run {TABLES_COMMAND}'))
+    else:
+        plots(data, table, out_dir)
+        with open(md_path, 'w') as f:
+            f.write(text)
+        print(f'wrote {md_path} and plots')
+        current = True
+    for path, name, section in ((README, SUMMARY_SECTION, readme_summary(data)),
+                                (RESULTS_DOC, RESULTS_SECTION, results_section(data))):
+        current &= write_section(path, name, TABLES_COMMAND, section, check=check)
+    return current
 
 
 def main():
@@ -767,11 +826,15 @@ def main():
         p.add_argument('--seeds', type=int, nargs='+', default=None,
                        help='default: 2 seeds for SAN and the baselines, 1 for the others')
         p.add_argument('--workers', type=int, default=1)
-    sub.add_parser('tables', help='regenerate the .md, plots and README section')
+    tables = sub.add_parser('tables', help='regenerate the .md, plots, the README summary '
+                            'and the docs/results.md section')
+    tables.add_argument('--check', action='store_true',
+                        help='write nothing; exit 1 if any of them is out of date')
     args = parser.parse_args()
     RESULTS = args.results
     if args.command == 'tables':
-        write_tables(read_json(RESULTS, {}))
+        if not write_tables(read_json(RESULTS, {}), check=args.check) and args.check:
+            sys.exit(1)
         return
     {'tune': command_tune, 'final': command_final, 'status': command_status}[args.command](args)
 

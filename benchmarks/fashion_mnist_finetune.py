@@ -18,10 +18,10 @@ work directory and prints the table. Wall-clock minutes of the accuracy runs inc
 the machine did meanwhile; `--timing-only` measures the median seconds per training iteration of
 each route alone (run it on an idle machine) and writes timing.md / timing.json.
 
-    python benchmarks/fashion_mnist_finetune.py --tables
+    python benchmarks/fashion_mnist_finetune.py --tables [--check]
 
-rewrites the README's tables from docs/results/fashion_mnist_finetune.json (the accuracy runs'
-results.json under "accuracy", timing.json under "timing"; no training).
+rewrites the tables in docs/training.md from docs/results/fashion_mnist_finetune.json (the
+accuracy runs' results.json under "accuracy", timing.json under "timing"; no training).
 """
 import argparse
 import copy
@@ -43,9 +43,10 @@ from fashion_mnist_reproduction import (ALL_SIZES, TRAIN_SIZES,  # noqa: E402
 from generated_sections import write_section  # noqa: E402
 
 RESULTS = osp.join(REPO, 'docs', 'results', 'fashion_mnist_finetune.json')
-README = osp.join(REPO, 'README.md')
-README_SECTION = 'fashion_mnist_finetune'
-README_COMMAND = 'python benchmarks/fashion_mnist_finetune.py --tables'
+#: The generated section's page and name, and the command that writes it.
+DOC = osp.join(REPO, 'docs', 'training.md')
+DOC_SECTION = 'fashion_mnist_finetune'
+DOC_COMMAND = 'python benchmarks/fashion_mnist_finetune.py --tables'
 
 RUNS = {
     'plain@28': 'resnet18_fmnist_single_size.py',
@@ -181,9 +182,10 @@ def table(runs, seeds, args):
     return '\n'.join(out)
 
 
-def readme_tables(path=RESULTS):
-    """The README section: top-1 per size (mean over seeds, bold = training
-    size) and the quiet machine's training time of each route."""
+def doc_tables(path=RESULTS):
+    """The section of docs/training.md: top-1 per size (mean over seeds,
+    bold = training size) and the quiet machine's training time of each
+    route."""
     with open(path) as f:
         data = json.load(f)
     args, runs = data['accuracy']['args'], data['accuracy']['runs']
@@ -234,11 +236,16 @@ def main():
                         'on an otherwise idle machine) and print the '
                         'training-time table')
     parser.add_argument('--tables', action='store_true',
-                        help='only rewrite the README section from '
+                        help='only rewrite the section of docs/training.md from '
                         'docs/results/fashion_mnist_finetune.json')
+    parser.add_argument('--check', action='store_true',
+                        help='with --tables: write nothing; exit 1 if the '
+                        'section is out of date')
     args = parser.parse_args()
     if args.tables:
-        write_section(README, README_SECTION, README_COMMAND, readme_tables())
+        if not write_section(DOC, DOC_SECTION, DOC_COMMAND, doc_tables(),
+                             check=args.check) and args.check:
+            sys.exit(1)
         return
 
     import san_mm  # noqa: F401

@@ -17,9 +17,10 @@ SAN-type models are evaluated at unseen sizes in the four inference modes (proxy
 on 512 training images, data-free). Prints mean +- std over seeds; writes results.json,
 results.md and accuracy_vs_size.png into the work directory.
 
-    python benchmarks/fashion_mnist_reproduction.py --tables
+    python benchmarks/fashion_mnist_reproduction.py --tables [--check]
 
-rewrites the README's tables from docs/results/fashion_mnist_reproduction.json (no training).
+rewrites the tables in docs/results.md from docs/results/fashion_mnist_reproduction.json
+(no training).
 """
 import argparse
 import copy
@@ -37,9 +38,10 @@ sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from generated_sections import write_section  # noqa: E402
 
 RESULTS = osp.join(REPO, 'docs', 'results', 'fashion_mnist_reproduction.json')
-README = osp.join(REPO, 'README.md')
-README_SECTION = 'fashion_mnist_reproduction'
-README_COMMAND = 'python benchmarks/fashion_mnist_reproduction.py --tables'
+#: The generated section's page and name, and the command that writes it.
+DOC = osp.join(REPO, 'docs', 'results.md')
+DOC_SECTION = 'fashion_mnist_reproduction'
+DOC_COMMAND = 'python benchmarks/fashion_mnist_reproduction.py --tables'
 
 CONFIGS = osp.join(REPO, 'configs', 'fashion_mnist')
 TRAIN_SIZES = [28, 24, 20, 16, 12]
@@ -180,10 +182,11 @@ def load_runs(path):
     return runs, sorted(runs)
 
 
-def readme_tables(path=RESULTS):
-    """The README section: the two tables and the training minutes."""
+def doc_tables(path=RESULTS):
+    """The section of docs/results.md: the two tables and the training
+    minutes."""
     runs, seeds = load_runs(path)
-    return tables(summarise(runs, seeds), runs, seeds, heading='####')
+    return tables(summarise(runs, seeds), runs, seeds)
 
 
 def add_protocol_args(parser, work_dir, train_images=12800):
@@ -202,11 +205,16 @@ def main():
     parser.add_argument('--methods', nargs='+', default=list(METHODS),
                         choices=list(METHODS))
     parser.add_argument('--tables', action='store_true',
-                        help='only rewrite the README section from '
+                        help='only rewrite the section of docs/results.md from '
                         'docs/results/fashion_mnist_reproduction.json')
+    parser.add_argument('--check', action='store_true',
+                        help='with --tables: write nothing; exit 1 if the '
+                        'section is out of date')
     args = parser.parse_args()
     if args.tables:
-        write_section(README, README_SECTION, README_COMMAND, readme_tables())
+        if not write_section(DOC, DOC_SECTION, DOC_COMMAND, doc_tables(),
+                             check=args.check) and args.check:
+            sys.exit(1)
         return
     for name in list(METHODS):
         if name not in args.methods:

@@ -2,7 +2,7 @@
 
     make demo        # or: python tools/demo_fashion_mnist.py [--work-dir DIR] [--epochs N]
     python tools/demo_fashion_mnist.py --validation [--cfg-options KEY=VALUE ...]
-    python tools/demo_fashion_mnist.py --choices-table [--readme]   # the runs so far
+    python tools/demo_fashion_mnist.py --choices-table [--docs [--check]]   # the runs so far
 
 ``--validation`` runs the same recipe the way its choices were made: trained on the 50,000
 training images and evaluated on the 10,000 validation images held out from them (never the test
@@ -37,9 +37,10 @@ ALL_SIZES = sorted(TRAIN_SIZES + UNSEEN_SIZES, reverse=True)
 MODES = ('proxy', 'calibrated', 'data_free')
 #: Validation runs of the demo recipe and its variants (how the recipe was chosen).
 CHOICES = osp.join(REPO, 'docs', 'results', 'fashion_mnist_demo_choices.json')
-#: The README's table of CHOICES, and the command that writes it.
+#: The table of CHOICES in the training guide, and the command that writes it.
+CHOICES_DOC = osp.join(REPO, 'docs', 'training.md')
 CHOICES_SECTION = 'fashion_mnist_demo_choices'
-CHOICES_COMMAND = 'python tools/demo_fashion_mnist.py --choices-table --readme'
+CHOICES_COMMAND = 'python tools/demo_fashion_mnist.py --choices-table --docs'
 #: An unseen size between two training sizes may be at most this many points below the lower of
 #: its two neighbours in its best mode.
 SMOOTHNESS_POINTS = 3.0
@@ -185,19 +186,29 @@ def main():
                         help='config overrides for every step (a variant)')
     parser.add_argument('--choices-table', action='store_true',
                         help='print the recorded validation runs and exit')
+    parser.add_argument('--docs', action='store_true',
+                        help='with --choices-table: rewrite their table in '
+                        'docs/training.md instead')
     parser.add_argument('--readme', action='store_true',
-                        help='with --choices-table: rewrite the README\'s '
-                        'table of them instead')
+                        help='deprecated name of --docs (the table moved '
+                        'from the README to docs/training.md)')
+    parser.add_argument('--check', action='store_true',
+                        help='with --choices-table --docs: write nothing; '
+                        'exit 1 if the table is out of date')
     args = parser.parse_args()
+    if args.readme:
+        print('--readme is deprecated: the table lives in docs/training.md '
+              'now; use --docs', file=sys.stderr)
     if args.choices_table:
         table = choices_table()
-        if not args.readme:
+        if not (args.docs or args.readme):
             print(table)
             return
         sys.path.insert(0, osp.join(REPO, 'benchmarks'))
         from generated_sections import write_section
-        write_section(osp.join(REPO, 'README.md'), CHOICES_SECTION,
-                      CHOICES_COMMAND, table)
+        if not write_section(CHOICES_DOC, CHOICES_SECTION, CHOICES_COMMAND,
+                             table, check=args.check) and args.check:
+            sys.exit(1)
         return
     start = time.time()
 

@@ -1,6 +1,6 @@
 """The converged Fashion-MNIST study's tables are generated from its JSON:
 what they print must be the numbers in the file, for a finished study and for
-one still running."""
+one still running, in the README's summary and in docs/results.md."""
 import json
 import os.path as osp
 
@@ -10,10 +10,14 @@ import pytest
 @pytest.fixture()
 def study(tmp_path, monkeypatch, load_benchmark):
     module = load_benchmark('fashion_mnist_converged')
-    readme = tmp_path / 'README.md'
-    readme.write_text(f'# head\n\n{module.README_BEGIN}\nold\n{module.README_END}\n\n# tail\n')
+    sections = load_benchmark('generated_sections')
+    for attribute, name, section in (('README', 'README.md', module.SUMMARY_SECTION),
+                                     ('RESULTS_DOC', 'results.md', module.RESULTS_SECTION)):
+        page = tmp_path / name
+        page.write_text(f'# head\n\n{sections.begin_marker(section, module.TABLES_COMMAND)}\n'
+                        f'old\n{sections.end_marker(section)}\n\n# tail\n')
+        monkeypatch.setattr(module, attribute, str(page))
     monkeypatch.setattr(module, 'RESULTS', str(tmp_path / 'results.json'))
-    monkeypatch.setattr(module, 'README', str(readme))
     return module
 
 
@@ -43,7 +47,9 @@ def test_unfinished_study_says_so_and_lists_its_runs(study):
     assert 'Not answered yet' in readme and 'baseline@28 (seeds [0])' in readme
     assert readme.startswith('# head') and readme.endswith('# tail\n')
     assert 'old' not in readme
-    lines = readme.splitlines()
+    page = open(study.RESULTS_DOC).read()
+    assert 'Not answered yet' in page and 'old' not in page
+    lines = page.splitlines()
     header = lines.index(next(l for l in lines if l.startswith('| size |')))
     separator, row = lines[header + 1], lines[header + 2]
     # The header, its separator and every row have the same number of cells,
@@ -61,7 +67,9 @@ def test_finished_study_answers_from_the_numbers(study):
     for method in ('san_kd_largest', 'san_no_kd', 'no_meta', 'san_sum_loss'):
         runs.append(run_record(study, method, 0, 90.0))
     study.write_tables(dict(runs=runs))
+    assert study.write_tables(dict(runs=runs), check=True)
     md = open(osp.join(osp.dirname(study.RESULTS), 'fashion_mnist_converged.md')).read()
+    assert study.results_section(dict(runs=runs)).split('\n\n')[0] in md
     assert '**Answer.**' in md and 'Preliminary' not in md
     # SAN 92.1 ± 0.14 against baselines 91.1 ± 0.14 at their own size: +1.00,
     # spread sqrt(2) * 0.141 = 0.20, more than twice the spread: better.
@@ -82,14 +90,29 @@ def test_finished_study_answers_from_the_numbers(study):
                  'fashion_mnist_converged_learning_curves.png'):
         assert osp.getsize(osp.join(osp.dirname(study.RESULTS), name)) > 0
     json.dumps(runs)  # the records are plain data
+    # The README's summary: one row per size, SAN against the network it
+    # replaces there (at an unseen size the nearest, BN recalibrated).
+    readme = open(study.README).read()
+    assert '| 28 | 91.10 ± 0.14 (trained at 28) | 92.10 ± 0.14 (proxy) | +1.00 (0.20) | better |' \
+        in readme
+    assert ('| 10 (unseen) | 92.10 ± 0.14 (trained at 12, BN recalibrated) | '
+            '92.10 ± 0.14 (calibrated) | +0.00 (0.20) | within the seed spread |') in readme
+    assert 'Mean over the training sizes: SAN 92.10, the separately trained networks 91.10' \
+        in readme
+    # A results file with another number no longer matches: --check says so.
+    runs[0]['top1']['proxy']['28'] += 1.0
+    assert not study.write_tables(dict(runs=runs), check=True)
 
 
 def test_answer_is_preliminary_while_runs_are_missing(study):
     runs = [run_record(study, 'san', 0, 92.0)]
     runs += [run_record(study, f'baseline@{s}', 0, 92.0) for s in study.TRAIN_SIZES]
     study.write_tables(dict(runs=runs))
+    page = open(study.RESULTS_DOC).read()
+    assert '**Preliminary answer**' in page and '**Answer.**' not in page
+    assert 'missing: baseline@28 seed 1,' in page and 'san_sum_loss seed 0' in page
+    assert '28 px +1.00 (' not in page  # one seed each side: no verdict
+    assert '28 px +1.00' in page
     readme = open(study.README).read()
-    assert '**Preliminary answer**' in readme and '**Answer.**' not in readme
-    assert 'missing: baseline@28 seed 1,' in readme and 'san_sum_loss seed 0' in readme
-    assert '28 px +1.00 (' not in readme  # one seed each side: no verdict
-    assert '28 px +1.00' in readme
+    assert '**Preliminary**' in readme and 'missing: baseline@28 seed 1,' in readme
+    assert '| 28 | 91.00 (trained at 28) | 92.00 (proxy) | +1.00 | one seed |' in readme
