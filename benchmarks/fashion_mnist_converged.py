@@ -3,7 +3,7 @@
     python benchmarks/fashion_mnist_converged.py tune METHOD [--set KEY=VALUE ...] [--seed 0]
     python benchmarks/fashion_mnist_converged.py final [--methods ...] [--seeds 0 1] [--workers 2]
     python benchmarks/fashion_mnist_converged.py status
-    python benchmarks/fashion_mnist_converged.py tables [--check]   # .md, plots, README + docs sections
+    python benchmarks/fashion_mnist_converged.py tables [--check]  # .md, plots, README/docs sections
 
 Data: Fashion-MNIST through ``FashionMNISTWithVal``: 50,000 training images, 10,000 validation
 images held out from the official training set, the 10,000 official test images. Network: the
@@ -715,7 +715,8 @@ def summary_table(data, table, seeds):
     """The README's summary: per size, one SAN model against the separately
     trained network (at a training size its own; at an unseen size the
     nearest one with BN recalibrated, SAN in its best mode on validation)."""
-    lines = ['| size | separately trained network | SAN | SAN − network (seed spread) | verdict |',
+    lines = ['| size | separately trained network | SAN | SAN − network (seed spread) '
+             '| verdict |',
              '|---|---|---|---|---|']
     for size in ALL_SIZES:
         if size in TRAIN_SIZES:

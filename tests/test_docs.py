@@ -207,7 +207,8 @@ def test_command_check_finds_what_would_not_run(tmp_path):
     page = tmp_path / 'page.md'
     page.write_text('```bash\n'
                     'CONFIG=configs/san_resnet18.py\n'
-                    'python tools/test.py $CONFIG CKPT --cfg-options test_sizes=[224] --metrics-out m.json\n'
+                    'python tools/test.py $CONFIG CKPT --cfg-options test_sizes=[224] '
+                    '--metrics-out m.json\n'
                     'python tools/test.py $CONFIG CKPT --size 160\n'
                     'python tools/no_such_tool.py configs/no_such.py\n'
                     '```\n')

@@ -93,8 +93,8 @@ def test_finished_study_answers_from_the_numbers(study):
     # The README's summary: one row per size, SAN against the network it
     # replaces there (at an unseen size the nearest, BN recalibrated).
     readme = open(study.README).read()
-    assert '| 28 | 91.10 ± 0.14 (trained at 28) | 92.10 ± 0.14 (proxy) | +1.00 (0.20) | better |' \
-        in readme
+    assert ('| 28 | 91.10 ± 0.14 (trained at 28) | 92.10 ± 0.14 (proxy) | +1.00 (0.20) | '
+            'better |') in readme
     assert ('| 10 (unseen) | 92.10 ± 0.14 (trained at 12, BN recalibrated) | '
             '92.10 ± 0.14 (calibrated) | +0.00 (0.20) | within the seed spread |') in readme
     assert 'Mean over the training sizes: SAN 92.10, the separately trained networks 91.10' \
