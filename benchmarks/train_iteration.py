@@ -2,8 +2,9 @@
 
     python benchmarks/train_iteration.py configs/fashion_mnist/san_resnet18_fmnist.py \
         --iters 200 --variants eager compile reduce-overhead \
-        --out docs/results/speed_fmnist_iteration_cuda.json \
-        [--amp] [--cfg-options train_dataloader.num_workers=8 train_dataloader.persistent_workers=True]
+        --out docs/results/speed_fmnist_iteration_h200_cuda.json \
+        [--amp] [--cfg-options train_dataloader.num_workers=8 \
+         train_dataloader.persistent_workers=True]
 
 Each variant is a real ``tools/train.py`` run in a fresh process (data loading, hooks, checkpoints
 and logging included, as a user's job has them), on ``--iters`` iterations' worth of the training
@@ -26,16 +27,9 @@ runs out of ``--timeout`` is recorded with its return code and the end of its lo
 still run. Compiled variants log dynamo's recompilations and graph breaks, and inductor's
 performance hints (e.g. why a graph skipped CUDA graphs) (``TORCH_LOGS``); the lines that say
 so are kept with the variant's result.
-``--profile N`` adds mmengine's ProfilerHook for N iterations after the skipped windows and
-keeps its table of operators (CPU and CUDA time) with the variant: where an iteration's time goes;
-``--trace-dir DIR`` also writes each profiled variant's Chrome trace there, gzipped
-(``trace_<variant>.json.gz``: what the host and the GPU did, launch by launch), summarised with
-the variant's result (``trace_summary``: host and GPU time per iteration, the heaviest operations
-of each host thread).
 """
 import argparse
 import glob
-import gzip
 import json
 import os
 import os.path as osp
@@ -57,7 +51,6 @@ VARIANTS = {
     'cuda-graph-batched': ['model.cuda_graph_step=True',
                            'model.batch_kernel_generation=True'],
 }
-PROFILE_ROWS = 40  # operators kept from the profiler's table
 # log lines worth keeping with a variant's result: why a graph recompiled,
 # ran eagerly or skipped CUDA graphs
 NOTEWORTHY = ('cudagraph', 'CUDAGraph', 'recompil', 'graph break',
@@ -103,41 +96,6 @@ def summarise(windows, skip_windows):
         windows=len(windows), windows_used=len(steady))
 
 
-def profiled_config(config, work_dir, args, trace_path=None):
-    """``config`` with mmengine's ProfilerHook added, written to
-    ``work_dir``: ``args.profile`` iterations profiled after the skipped
-    windows, the operator table printed to the log and, with
-    ``trace_path``, the Chrome trace written there."""
-    from mmengine.config import Config
-    cfg = Config.fromfile(config)
-    wait = args.log_interval * args.skip_windows
-    cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [dict(
-        type='ProfilerHook', by_epoch=False,
-        profile_times=wait + 1 + args.profile,
-        activity_with_cpu=True, activity_with_cuda=_cuda_available(),
-        schedule=dict(wait=wait, warmup=1, active=args.profile),
-        on_trace_ready=dict(type='log_trace', row_limit=PROFILE_ROWS,
-                            sort_by='self_cpu_time_total'),
-        json_trace_path=trace_path)]
-    path = osp.join(work_dir, 'profiled_config.py')
-    cfg.dump(path)
-    return path
-
-
-def _cuda_available():
-    import torch
-    return torch.cuda.is_available()
-
-
-def profile_table(lines):
-    """The profiler's operator table printed in a run's log, if any."""
-    starts = [i for i, line in enumerate(lines) if 'Self CPU %' in line]
-    if not starts:
-        return None
-    first = starts[0] - 1  # the table's top border
-    return lines[first:first + PROFILE_ROWS + 6]
-
-
 def noteworthy(lines, limit=40):
     """The log lines worth keeping (:data:`NOTEWORTHY`), those about CUDA
     graphs first (a skipped CUDA graph explains a slow variant; the expected
@@ -150,12 +108,8 @@ def noteworthy(lines, limit=40):
 
 def run_variant(name, args, work_dir, batch):
     """``tools/train.py`` with variant ``name``'s options on ``args.iters``
-    batches of ``batch`` images; its result (times, notes, profile)."""
+    batches of ``batch`` images; its result (times, notes)."""
     os.makedirs(work_dir, exist_ok=True)
-    trace_path = osp.join(work_dir, 'trace.json') \
-        if args.profile and args.trace_dir else None
-    config = profiled_config(args.config, work_dir, args, trace_path) \
-        if args.profile else args.config
     options = [
         # exactly --iters iterations of the training split, no validation
         f'train_dataloader.dataset.indices={args.iters * batch}',
@@ -163,7 +117,7 @@ def run_variant(name, args, work_dir, batch):
         f'default_hooks.logger.interval={args.log_interval}',
         *VARIANTS[name], *(args.cfg_options or [])]
     command = [sys.executable, osp.join(REPO, 'tools', 'train.py'),
-               config, '--work-dir', work_dir, '--cfg-options', *options]
+               args.config, '--work-dir', work_dir, '--cfg-options', *options]
     if args.amp:
         command.insert(3, '--amp')
     print(f'--- {name}: {" ".join(command)}', flush=True)
@@ -187,11 +141,6 @@ def run_variant(name, args, work_dir, batch):
                   cfg_options=options,
                   **summarise(window_times(work_dir), args.skip_windows))
     result['notes'] = noteworthy(lines)
-    if args.profile:
-        result['profile'] = profile_table(lines)
-    if trace_path and osp.exists(trace_path):
-        result['trace'] = keep_trace(trace_path, args.trace_dir, name)
-        result['trace_summary'] = trace_summary(result['trace'])
     if returncode != 0:
         result['log_tail'] = lines[-30:]
     seconds = result['iteration_seconds']
@@ -202,78 +151,12 @@ def run_variant(name, args, work_dir, batch):
     return result
 
 
-def keep_trace(path, trace_dir, name):
-    """Gzip the Chrome trace at ``path`` into
-    ``trace_dir/trace_<name>.json.gz``; returns that path."""
-    os.makedirs(trace_dir, exist_ok=True)
-    kept = osp.join(trace_dir, f'trace_{name}.json.gz')
-    with open(path, 'rb') as src, gzip.open(kept, 'wb') as dst:
-        dst.write(src.read())
-    os.remove(path)
-    return kept
-
-
-def trace_summary(path, rows=10):
-    """Where a profiled iteration's time went, from a Chrome trace (plain or
-    gzipped) of ``--profile`` iterations: per iteration, the host's time
-    (median ``ProfilerStep``), the GPU's (kernels, copies and memsets of
-    all profiled iterations, averaged; kernels replayed from CUDA graphs
-    included) and the CUDA runtime calls (launches); and, for the median
-    iteration, each host thread's busy time with its heaviest top-level
-    operations (``[name, ms, count]``)."""
-    opener = gzip.open if path.endswith('.gz') else open
-    with opener(path, 'rt') as f:
-        events = [e for e in json.load(f)['traceEvents']
-                  if e.get('ph') == 'X']
-    host = [e for e in events
-            if e.get('cat') in ('cpu_op', 'user_annotation', 'cuda_runtime')]
-    steps = sorted((e for e in host if e['name'].startswith('ProfilerStep')
-                    and e.get('cat') == 'user_annotation'),
-                   key=lambda e: e['dur'])
-    if not steps:
-        return None
-    gpu = sum(e['dur'] for e in events
-              if e.get('cat') in ('kernel', 'gpu_memcpy', 'gpu_memset'))
-    runtime = sum(e.get('cat') == 'cuda_runtime' for e in events)
-    median = steps[len(steps) // 2]
-    start, end = median['ts'], median['ts'] + median['dur']
-    threads = {}
-    for e in host:
-        if e is not median and start <= e['ts'] < end:
-            threads.setdefault(e['tid'], []).append(e)
-    summary = dict(iterations=len(steps), host_ms=median['dur'] / 1e3,
-                   gpu_ms=gpu / 1e3 / len(steps),
-                   cuda_runtime_calls=runtime / len(steps), threads=[])
-    for tid, thread in threads.items():
-        thread.sort(key=lambda e: (e['ts'], -e['dur']))
-        top, until = [], -1
-        for e in thread:  # outermost events only: their times do not overlap
-            if e['ts'] >= until:
-                top.append(e)
-                until = e['ts'] + e['dur']
-        totals, counts = {}, {}
-        for e in top:
-            totals[e['name']] = totals.get(e['name'], 0) + e['dur']
-            counts[e['name']] = counts.get(e['name'], 0) + 1
-        heaviest = sorted(totals, key=totals.get, reverse=True)[:rows]
-        summary['threads'].append(dict(
-            main=tid == median['tid'],
-            busy_ms=sum(e['dur'] for e in top) / 1e3,
-            top=[[name[:80], round(totals[name] / 1e3, 3), counts[name]]
-                 for name in heaviest]))
-    summary['threads'].sort(key=lambda t: (not t['main'], -t['busy_ms']))
-    return summary
-
-
 def machine():
+    """san_mm.analysis.timing's description of this machine and its GPU."""
     import torch
 
-    from san_mm.analysis.timing import processor_name
-    text = (f'{processor_name()}, '
-            f'{os.cpu_count()} CPU cores, torch {torch.__version__}')
-    if torch.cuda.is_available():
-        text += f', {torch.cuda.get_device_name()}'
-    return text
+    from san_mm.analysis.timing import machine_info
+    return machine_info('cuda' if torch.cuda.is_available() else 'cpu')
 
 
 def main():
@@ -287,14 +170,6 @@ def main():
     parser.add_argument('--skip-windows', type=int, default=2,
                         help='logged windows left out of the median (warm-up)')
     parser.add_argument('--amp', action='store_true')
-    parser.add_argument('--profile', type=int, default=0, metavar='N',
-                        help='profile N iterations after the skipped windows '
-                        "(mmengine's ProfilerHook) and keep the operator "
-                        'table (profiling slows the windows it covers: take '
-                        'iteration times from a run without it)')
-    parser.add_argument('--trace-dir', help='with --profile: write each '
-                        "variant's Chrome trace here (trace_<variant>."
-                        'json.gz)')
     parser.add_argument('--timeout', type=float, default=None,
                         help='seconds each variant may run')
     parser.add_argument('--work-dir', help='keep the runs here (default: '
