@@ -91,13 +91,7 @@ class BaseScaleAdaptiveBackbone(nn.Module):
                              'convolution kernels; wrap a CNN backbone')
         chosen = _choose_convs(convs, rule, name)
         if not any(isinstance(m, _BatchNorm) for m in self.modules()):
-            raise ValueError(
-                f'{name} has no BatchNorm layers, so there is nothing for SAN '
-                'to keep private per size (LayerNorm and GroupNorm normalise '
-                'each image by itself; a deploy-mode RepVGG / MobileOne has '
-                'folded its BN into the convs): use a BatchNorm backbone of '
-                'the same family (e.g. ResNet or RegNet instead of ConvNeXt, '
-                'RepVGG in training mode)')
+            raise ValueError(_no_batch_norm_message(self, name))
         size_count = len(self.train_sizes)
         replaced = {}
         for parent in list(self.modules()):
@@ -437,6 +431,30 @@ def _tensors(outputs) -> List[Tensor]:
     for out in outputs:
         found += _tensors(out)
     return found
+
+
+def _no_batch_norm_message(net: nn.Module, name: str) -> str:
+    """Why ``net`` (which has no BatchNorm) cannot be made scale-adaptive,
+    and what to build instead: the reason that applies to it."""
+    nothing = (f'{name} has no BatchNorm layers, so there is nothing for SAN '
+               'to keep private per size')
+    if any(getattr(m, 'deploy', False) is True for m in net.modules()):
+        return (f'{nothing}: it was built with deploy=True, which has folded '
+                'its BN into the convolutions; build it with deploy=False '
+                '(its training form, with BN), and re-parameterise the plain '
+                'model that tools/export.py writes at one size')
+    norms = sorted({type(m).__name__ for m in net.modules()
+                    if isinstance(m, (nn.LayerNorm, nn.GroupNorm))})
+    if norms:
+        return (f'{nothing}: it normalises with {", ".join(norms)}, which '
+                'normalise each image by its own statistics and keep no '
+                'running statistics, so no statistics differ between '
+                'training and test sizes for private BN to separate; use a '
+                'BatchNorm CNN of a similar design (e.g. RegNet or ResNeXt '
+                'in place of ConvNeXt)')
+    return (f'{nothing}: SAN keeps one BatchNorm per training size; use a '
+            'CNN with BatchNorm (norm_cfg=dict(type=\'BN\') where the '
+            'backbone takes one)')
 
 
 def _choose_convs(convs, rule, name) -> set:
