@@ -5,7 +5,7 @@
 # Reference numbers (top-1 at 224/192/160/128/96):
 #   individually trained ResNet-18 baselines  70.974 / 69.754 / 68.482 / 66.360 / 62.560
 #   RS-Net ResNet-18 (peer)                   73.1 / 72.2 / 71.1 / 68.7 / 64.1
-#   SAN ResNet-18 (paper Table 1)             not verified here; see README.
+#   SAN ResNet-18 (paper Table 1)             not verified here (no ImageNet run).
 _base_ = ['./_base_/san_imagenet_bs32.py']
 
 model = dict(

@@ -3,7 +3,7 @@
 # Reference numbers (top-1 at 224/192/160/128/96):
 #   individually trained ResNet-50 baselines  77.150 / 76.406 / 75.312 / 73.526 / 70.610
 #   RS-Net ResNet-50 (peer)                   79.3 / 78.8 / 77.9 / 76.3 / 72.7
-#   SAN ResNet-50 (paper Table 1)             not verified here; see README.
+#   SAN ResNet-50 (paper Table 1)             not verified here (no ImageNet run).
 _base_ = ['./san_resnet18.py']
 
 model = dict(

@@ -8,7 +8,7 @@
 training images and evaluated on the 10,000 validation images held out from them (never the test
 set); ``--cfg-options`` tries a variant (e.g. ``optim_wrapper.optimizer.lr=0.2``).
 
-1. puts Fashion-MNIST into data/fashion_mnist (Debian package files, else mmpretrain downloads);
+1. puts Fashion-MNIST into data/fashion_mnist (the Debian package's files; it never downloads);
 2. trains configs/fashion_mnist/san_resnet18_fmnist_demo.py with tools/train.py (the 50,000
    training images, no validation: the recipe was chosen beforehand on the 10,000 validation
    images held out from them);

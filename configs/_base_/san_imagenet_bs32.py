@@ -52,7 +52,7 @@ test_dataloader = dict(
 val_cfg = dict(type='MultiSizeValLoop', test_sizes=train_sizes)
 test_cfg = dict(type='MultiSizeTestLoop', test_sizes=test_sizes)
 # LosslessResumeHook: random generator states in every checkpoint and a checkpoint every 1000
-# iterations inside an epoch, so `--resume` after a kill continues exactly (README, "Resume").
+# iterations inside an epoch, so `--resume` after a kill continues exactly (docs/training.md).
 custom_hooks = [
     dict(type='PerSizeBNHook'),
     dict(type='LosslessResumeHook', interval=1000),

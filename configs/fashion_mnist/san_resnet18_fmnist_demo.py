@@ -1,7 +1,7 @@
 # The main job's recipe (`make demo`): configs/fashion_mnist/san_resnet18_fmnist.py trained for a few
 # minutes on the 50,000 training images, without validation during training: the recipe was chosen
-# on the validation split beforehand (`python tools/demo_fashion_mnist.py --validation`; README,
-# "Fashion-MNIST: the embedded default"), which stays held out for sweeps (tools/sweep_sizes.py).
+# on the validation split beforehand (`python tools/demo_fashion_mnist.py --validation`;
+# docs/training.md), which stays held out for sweeps (tools/sweep_sizes.py).
 _base_ = ['./san_resnet18_fmnist.py']
 
 # Chosen on the validation split (docs/results/fashion_mnist_demo_choices.json): 10 epochs with

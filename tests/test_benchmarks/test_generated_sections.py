@@ -20,6 +20,9 @@ def generators(load):
     reproduction = load('fashion_mnist_reproduction')
     finetune = load('fashion_mnist_finetune')
     demo = load_script('tools/demo_fashion_mnist.py')
+    backbones = load('fashion_mnist_backbones')
+    with open(backbones.RESULTS) as f:
+        backbones_data = json.load(f)
     made = {name: (None, table) for name, table in speed.TABLES.items()}
     made.update({
         converged.SUMMARY_SECTION: (converged.README,
@@ -29,6 +32,8 @@ def generators(load):
         reproduction.DOC_SECTION: (reproduction.DOC, reproduction.doc_tables),
         finetune.DOC_SECTION: (finetune.DOC, finetune.doc_tables),
         demo.CHOICES_SECTION: (demo.CHOICES_DOC, demo.choices_table),
+        backbones.SECTION: (backbones.DOC,
+                            lambda: backbones.tables(backbones_data)),
     })
     return made, load('generated_sections')
 

@@ -178,7 +178,7 @@ def test_kernels_are_never_stale_when_compiled():
 
 
 def test_serving_with_guard_evaluation_skipped_picks_each_sizes_graph():
-    """The README's batch-1 serving recipe: compile every size first, then
+    """docs/compile.md's batch-1 serving recipe: compile every size first, then
     run under ``set_stance(skip_guard_eval_unsafe=True)``, where dynamo checks
     only the guards that tell its cached graphs apart. SAN derives its scale
     state from the input inside the graph, so the input shape is such a

@@ -25,13 +25,9 @@ class CUDAGraphTrainStep:
     replayed for every later batch of the same shapes; preprocessing and
     the optimiser step stay eager.
 
-    Measured on the Fashion-MNIST SAN ResNet-18 (batch 128, five sizes) on
-    an NVIDIA H200 (profiled, README "On a GPU"): the GPU works 7-8 ms of
-    every iteration; eager, the host takes 58-64 ms launching some 2,000
-    kernels, and 33-46 ms with the backbone compiled into CUDA graphs per
-    size (``compile.mode=reduce-overhead``: each graph call costs over a
-    millisecond of host bookkeeping, the head, losses and their backward
-    stay eager). One replay launches the whole step: 14-15 ms.
+    For small networks whose GPU step waits on the host launching kernels
+    (the Fashion-MNIST job: docs/performance.md); one replay launches the
+    whole step.
 
     How a step runs:
 
