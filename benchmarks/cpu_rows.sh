@@ -6,11 +6,11 @@
 #
 # Stages (times on a 2-core AMD EPYC; run it with nothing else on the machine):
 #   inference      eager, batch 1, three architectures at 224 / 160 / 96 px, the A/A control in the
-#                  same rounds, 3 fresh processes of 30 rounds (about 15 min)
+#                  same rounds, 3 fresh processes of 30 rounds (about 18 min)
 #   inference-b32  the same at batch 32, one process of 5 rounds (about 8 min)
 #   compiled       torch.compile with inductor freezing, ResNet-18 and MobileNetV2 at 224 / 96 px,
 #                  batch 1, guards evaluated and skipped, the A/A control, 3 processes
-#                  (about 15 min)
+#                  (about 16 min)
 #   train          one five-size step vs the five plain steps, ResNet-18 and MobileNetV2, batch 8,
 #                  with peak memory (about 10 min)
 #   pipeline       the training pipelines' images/s (about 1 min)
