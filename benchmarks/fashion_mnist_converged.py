@@ -68,6 +68,10 @@ PROTOCOL = dict(
     crop_ratio_range=[0.8, 1.0],
     loss_reduction='mean',
     kd_temperature=1.0,
+    kd_mode='dense',
+    kd_weight=1.0,
+    label_smoothing=0.0,
+    sampling='all',
     calibration_images=1024,
     checkpoint='last epoch (no selection on the test set)',
 )
@@ -100,8 +104,16 @@ CHOICES = [
 
 #: Recipe keys that change what a method trains (others do not make a new run).
 SCHEDULE_KEYS = ('epochs', 'lr', 'warmup_epochs', 'weight_decay', 'crop_ratio_range',
-                 'batch_size')
-SAN_KEYS = SCHEDULE_KEYS + ('loss_reduction', 'kd_temperature')
+                 'batch_size', 'label_smoothing')
+SAN_KEYS = SCHEDULE_KEYS + ('loss_reduction', 'kd_temperature', 'kd_mode', 'kd_weight',
+                            'sampling')
+#: Keys added after the first runs: their run folders and keys name them only when they differ
+#: from PROTOCOL, so the earlier runs keep theirs.
+LATER_KEYS = ('label_smoothing', 'kd_mode', 'kd_weight', 'sampling')
+#: Which sizes a SAN step trains (``sampling``): every size; the largest plus one drawn from the
+#: others; the sandwich rule, the largest and the smallest plus one drawn between them.
+SAMPLINGS = {'all': {}, 'largest+1': {'model.num_sampled_sizes': 1},
+             'sandwich+1': {'model.num_sampled_sizes': 1, 'model.sandwich': True}}
 
 #: method -> (config file, model overrides, recipe keys that matter)
 METHODS = {f'baseline@{s}': ('resnet18_fmnist_single_size.py', dict(train_sizes=[s]),
@@ -141,9 +153,12 @@ def recipe_for(method, changes=None):
 def slug(recipe):
     short = dict(epochs='e', lr='lr', warmup_epochs='wu', weight_decay='wd',
                  crop_ratio_range='crop', batch_size='bs', loss_reduction='red',
-                 kd_temperature='T')
+                 kd_temperature='T', label_smoothing='ls', kd_mode='kd', kd_weight='kdw',
+                 sampling='samp')
     parts = []
     for key, value in recipe.items():
+        if key in LATER_KEYS and value == PROTOCOL[key]:
+            continue
         if isinstance(value, (list, tuple)):
             value = '-'.join(f'{v:g}' for v in value)
         elif isinstance(value, float):
@@ -180,10 +195,17 @@ def build_cfg(method, recipe, seed, work_dir):
         'randomness.seed': seed,
         'default_hooks.logger.interval': 100,
     })
+    if recipe.get('label_smoothing'):
+        options['model.head.loss'] = dict(type='LabelSmoothLoss', loss_weight=1.0,
+                                          label_smooth_val=recipe['label_smoothing'])
     if not is_baseline(method):
         options['model.loss_reduction'] = recipe['loss_reduction']
         if 'kd_temperature' in recipe:
             options['model.distill.temperature'] = recipe['kd_temperature']
+            if recipe['kd_mode'] != 'dense':
+                options['model.distill.mode'] = recipe['kd_mode']
+            options['model.distill.loss_weight'] = recipe['kd_weight']
+        options.update(SAMPLINGS[recipe['sampling']])
     cfg.merge_from_dict(options)
     apply_overrides(cfg, options)
     for transform in iter_transforms(cfg.train_dataloader, 'ResolutionSample'):
@@ -198,7 +220,7 @@ def build_cfg(method, recipe, seed, work_dir):
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1, max_keep_ckpts=1)
     cfg.custom_hooks = [dict(type='PerSizeBNHook'),
                         dict(type='LosslessResumeHook', interval=100),
-                        dict(type='TrainingClockHook')]
+                        dict(type='TrainingClockHook', sizes=method_sizes(method))]
     cfg.work_dir = work_dir
     cfg.experiment_name = f'{osp.basename(work_dir)}_{time.time_ns()}'
     return cfg
@@ -211,16 +233,64 @@ def register_clock_hook():
     @HOOKS.register_module(force=True)
     class TrainingClockHook(Hook):
         """Accumulates training wall time over interrupted and resumed
-        sessions in ``<work_dir>/training_seconds.json``."""
+        sessions, and the images trained at each size (from the per-size
+        loss keys of every iteration; kept in every checkpoint, so a resumed
+        run counts what its checkpoint had trained), in
+        ``<work_dir>/training_seconds.json``."""
+
+        def __init__(self, sizes=()):
+            self.images = {str(size): 0 for size in sizes}
 
         def before_train(self, runner):
             self.path = osp.join(runner.work_dir, 'training_seconds.json')
             self.previous = read_json(self.path, {}).get('seconds', 0.0)
             self.start = time.time()
 
+        def after_load_checkpoint(self, runner, checkpoint):
+            self.images.update((checkpoint.get('meta') or {}).get('trained_images', {}))
+
+        def before_save_checkpoint(self, runner, checkpoint):
+            checkpoint.setdefault('meta', {})['trained_images'] = dict(self.images)
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            count = len(data_batch['data_samples'])
+            for key in outputs or {}:
+                if key.startswith('loss_ce@'):
+                    size = key.split('@')[1]
+                    self.images[size] = self.images.get(size, 0) + count
+
         def after_train_epoch(self, runner):
             write_json(self.path, dict(seconds=self.previous + time.time() - self.start,
-                                       epoch=runner.epoch, iter=runner.iter))
+                                       epoch=runner.epoch, iter=runner.iter,
+                                       trained_images=dict(self.images)))
+
+
+#: Forward MACs of one image at each size (mmengine.analysis: convolutions and linear layers),
+#: filled on first use from the model the configs build (the baselines' is the same network).
+_MACS = {}
+
+
+def macs_per_size():
+    if not _MACS:
+        from mmengine.config import Config
+        from mmpretrain import get_model
+
+        from san_mm.analysis import complexity_per_size
+        model = get_model(Config.fromfile(osp.join(CONFIGS, 'san_resnet18_fmnist.py')))
+        _MACS.update({r['size']: r['flops'] for r in complexity_per_size(model, TRAIN_SIZES)})
+    return _MACS
+
+
+def train_gmacs(run, images=None):
+    """Training compute of a run: the forward MACs of every image at every size it was trained
+    on, summed over the run, in GMACs. ``images`` ({size: images trained}) is what the run
+    counted; without it (runs before counting), every image at each of the method's sizes in
+    every epoch, which is what those recipes trained."""
+    if images is None:
+        count = run['recipe']['epochs'] * PROTOCOL['train_images']
+        images = {str(size): count for size in method_sizes(run['method'])}
+    macs = macs_per_size()
+    return round(sum(int(n) * macs[int(size)] for size, n in images.items()) / 1e9, 1)
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -300,7 +370,7 @@ def mean_val(values):
 # -------------------------------------------------------------------------- train and test
 def train(method, recipe, seed, root):
     """Train (or resume, or skip when finished) one run; returns its folder
-    and training seconds."""
+    and its clock (training seconds, images trained per size)."""
     from mmengine.runner import Runner
     work_dir = run_dir(root, method, recipe, seed)
     last = osp.join(work_dir, f'epoch_{recipe["epochs"]}.pth')
@@ -311,7 +381,14 @@ def train(method, recipe, seed, root):
             cfg.resume = True
             print(f'[{method} seed {seed}] resuming in {work_dir}', flush=True)
         Runner.from_cfg(cfg).train()
-    return work_dir, read_json(clock, {}).get('seconds')
+    return work_dir, read_json(clock, {})
+
+
+def compute_fields(run, clock):
+    """What a run's record says about its training compute."""
+    images = clock.get('trained_images') or None
+    return dict(wall_s=clock.get('seconds'), threads=_threads(), trained_images=images,
+                train_gmacs=train_gmacs(run, images))
 
 
 def test(method, recipe, seed, work_dir, split='test', sizes=ALL_SIZES):
@@ -377,16 +454,24 @@ def parse_value(text):
         return text
 
 
+def changes_of(items, method):
+    """``--set KEY=VALUE`` items as recipe changes of ``method`` (checked)."""
+    changes = {k: parse_value(v) for k, v in
+               (item.split('=', 1) for item in items or [])}
+    unknown = set(changes) - set(METHODS[method][2])
+    if unknown:
+        raise SystemExit(f'--set {sorted(unknown)}: not a recipe key of {method}; '
+                         f'expected some of {list(METHODS[method][2])}')
+    if changes.get('sampling', 'all') not in SAMPLINGS:
+        raise SystemExit(f"--set sampling={changes['sampling']!r}: expected one of "
+                         f'{list(SAMPLINGS)}')
+    return changes
+
+
 def command_tune(args):
     import san_mm  # noqa: F401
     register_clock_hook()
-    changes = dict(item.split('=', 1) for item in args.set)
-    changes = {k: parse_value(v) for k, v in changes.items()}
-    unknown = set(changes) - set(METHODS[args.method][2])
-    if unknown:
-        raise SystemExit(f'--set {sorted(unknown)}: not a recipe key of {args.method}; '
-                         f'expected some of {list(METHODS[args.method][2])}')
-    recipe = recipe_for(args.method, changes)
+    recipe = recipe_for(args.method, changes_of(args.set, args.method))
     key = run_key(args.method, recipe, args.seed)
     if any(r['key'] == key for r in read_json(RESULTS, {}).get('tuning', [])):
         print(f'{key}: already recorded')
@@ -396,12 +481,12 @@ def command_tune(args):
         print(f'{key}: another process is running it')
         return
     try:
-        work_dir, seconds = train(args.method, recipe, args.seed, args.work_dir)
+        work_dir, clock = train(args.method, recipe, args.seed, args.work_dir)
         curve = val_curve(work_dir, args.method)
         record = dict(key=key, method=args.method, seed=args.seed, recipe=recipe,
-                      wall_s=seconds, iterations=iterations(recipe),
-                      threads=_threads(), val_top1_by_epoch=curve,
+                      iterations=iterations(recipe), val_top1_by_epoch=curve,
                       val_top1_last_mean=round(mean_val(curve[max(curve)]), 2))
+        record.update(compute_fields(record, clock))
         with locked_results() as data:
             data['tuning'] = [r for r in data['tuning'] if r['key'] != key] + [record]
         print(f'{key}: validation top-1 (mean over its sizes) by epoch: ' + ', '.join(
@@ -420,7 +505,7 @@ def final_todo(args, data):
     todo = []
     for method in args.methods:
         for seed in (args.seeds or FINAL_SEEDS[method]):
-            recipe = recipe_for(method)
+            recipe = recipe_for(method, changes_of(args.set, method))
             if run_key(method, recipe, seed) not in done:
                 todo.append((method, recipe, seed))
     return todo
@@ -434,6 +519,8 @@ def command_final(args):
                '--results', RESULTS, 'final', '--workers', '1', '--methods', *args.methods]
         if args.seeds:
             cmd += ['--seeds', *map(str, args.seeds)]
+        if args.set:
+            cmd += ['--set', *args.set]
         workers = []
         for i in range(args.workers):
             workers.append(subprocess.Popen(cmd, env=env))
@@ -458,12 +545,12 @@ def command_final(args):
             return
         key = run_key(method, recipe, seed)
         try:
-            work_dir, seconds = train(method, recipe, seed, args.work_dir)
+            work_dir, clock = train(method, recipe, seed, args.work_dir)
             curve = val_curve(work_dir, method)
             top1 = test(method, recipe, seed, work_dir)
-            record = dict(key=key, method=method, seed=seed, recipe=recipe, wall_s=seconds,
-                          iterations=iterations(recipe), threads=_threads(), top1=top1,
-                          val_top1_by_epoch=curve)
+            record = dict(key=key, method=method, seed=seed, recipe=recipe,
+                          iterations=iterations(recipe), top1=top1, val_top1_by_epoch=curve)
+            record.update(compute_fields(record, clock))
             if not is_baseline(method):
                 # Which mode to use at each unseen size is chosen on these.
                 record['val_top1'] = test(method, recipe, seed, work_dir, 'val',
@@ -827,6 +914,10 @@ def main():
         p.add_argument('--seeds', type=int, nargs='+', default=None,
                        help='default: 2 seeds for SAN and the baselines, 1 for the others')
         p.add_argument('--workers', type=int, default=1)
+        p.add_argument('--set', nargs='*', default=[], metavar='KEY=VALUE',
+                       help='recipe changes against PROTOCOL for every method given (e.g. '
+                       'the chosen SAN recipe); a finished tuning run of the same recipe and '
+                       'seed is not trained again, only tested')
     tables = sub.add_parser('tables', help='regenerate the .md, plots, the README summary '
                             'and the docs/results.md section')
     tables.add_argument('--check', action='store_true',
