@@ -591,14 +591,25 @@ LABELS = {'san': 'SAN', 'san_kd_largest': 'SAN, KD from 28 only', 'san_no_kd': '
           'no_meta': 'no meta network', 'san_sum_loss': 'SAN, summed loss'}
 
 
+def variant_of(run):
+    """A run's method, and the recipe changes it trained with against its method's recipe
+    (``'san'``, ``'san [epochs=29, kd_mode=largest, sampling=sandwich+1]'``)."""
+    base = recipe_for(run['method'])
+    changes = {k: v for k, v in run['recipe'].items() if base.get(k) != v}
+    if not changes:
+        return run['method']
+    return f"{run['method']} [" + ', '.join(f'{k}={v}' for k, v in sorted(changes.items())) + ']'
+
+
 def collect(data):
-    """{method: {mode: {size: [top-1 per seed]}}} and {method: [seeds]}."""
+    """{variant: {mode: {size: [top-1 per seed]}}} and {variant: [seeds]} of the final runs."""
     table, seeds = {}, {}
     for run in data.get('runs', []):
-        seeds.setdefault(run['method'], []).append(run['seed'])
+        name = variant_of(run)
+        seeds.setdefault(name, []).append(run['seed'])
         for mode, values in run['top1'].items():
             for size, value in values.items():
-                table.setdefault(run['method'], {}).setdefault(mode, {}).setdefault(
+                table.setdefault(name, {}).setdefault(mode, {}).setdefault(
                     int(size), []).append(value)
     return table, seeds
 
@@ -692,6 +703,180 @@ def answer_paragraph(data, table, seeds):
         'baseline trained at the nearest size with its BN recalibrated at the test size: ' + '; '.join(unseen) + '. '
         f'Mean top-1 over the training sizes: separately trained networks {own:.2f}; '
         f'{ablations}.')
+
+
+#: The SAN recipe the search chose on the validation split (recipe changes against PROTOCOL),
+#: trained for FINAL_SEEDS seeds; None while the search runs.
+CHOSEN = None
+CHOSEN_SEEDS = (0, 1, 2)
+COMPUTE_PLOT = 'fashion_mnist_converged_compute.png'
+
+
+def chosen_variant():
+    return None if CHOSEN is None else variant_of(
+        dict(method='san', recipe=recipe_for('san', CHOSEN)))
+
+
+def baselines_gmacs():
+    """The five separately trained networks' training compute together (one seed each)."""
+    return sum(train_gmacs(dict(method=f'baseline@{s}', recipe=recipe_for(f'baseline@{s}')))
+               for s in TRAIN_SIZES)
+
+
+def run_gmacs(run):
+    return run.get('train_gmacs') or train_gmacs(run, run.get('trained_images'))
+
+
+def last_val(run):
+    """{size: validation top-1} after a run's last epoch."""
+    curve = run['val_top1_by_epoch']
+    return {int(s): v for s, v in curve[max(curve, key=int)].items()}
+
+
+def search_rows(data):
+    """Every SAN variant trained so far (tuning runs and the finals, one per seed: a final run
+    of a tuned recipe is the same training): {variant: {seeds: {seed: {size: val top-1}},
+    gmacs, minutes}}."""
+    rows = {}
+    for run in data.get('tuning', []) + data.get('runs', []):
+        if is_baseline(run['method']):
+            continue
+        row = rows.setdefault(variant_of(run), dict(seeds={}, gmacs=[], minutes=[]))
+        if run['seed'] not in row['seeds']:
+            row['seeds'][run['seed']] = last_val(run)
+            row['gmacs'].append(run_gmacs(run))
+            row['minutes'].append((run.get('wall_s') or 0) / 60)
+    return rows
+
+
+def search_table(data):
+    """The recipe search on the validation split: each SAN variant's training compute against
+    the five baselines' together, its seeds, and its validation top-1 after the last epoch."""
+    total = baselines_gmacs()
+    own = {s: [last_val(r)[s] for r in data.get('runs', []) if r['method'] == f'baseline@{s}']
+           for s in TRAIN_SIZES}
+    lines = ['| recipe | training compute vs the five baselines | seeds | mean val top-1, '
+             'training sizes | ' + ' | '.join(f'{s} px' for s in TRAIN_SIZES) + ' | minutes |',
+             '|---|---|---|---|' + '---|' * (len(TRAIN_SIZES) + 1)]
+    if all(own.values()):
+        means = [np.mean(v) for v in own.values()]
+        lines.append(f'| five baselines, each at its size | 1.00 | '
+                     f'{sorted(r["seed"] for r in data["runs"] if r["method"] == "baseline@28")} '
+                     f'| {np.mean(means):.2f} | ' + ' | '.join(f'{m:.2f}' for m in means)
+                     + ' | |')
+    rows = search_rows(data)
+    for name, row in sorted(rows.items(), key=lambda kv: np.mean(kv[1]['gmacs'])):
+        per_seed = [np.mean([v[s] for s in TRAIN_SIZES]) for v in row['seeds'].values()]
+        mark = '**' if name == chosen_variant() else ''
+        lines.append(
+            f'| {mark}{name}{mark} | {np.mean(row["gmacs"]) / total:.2f} | '
+            f'{sorted(row["seeds"])} | {cell(per_seed)} | '
+            + ' | '.join(f'{np.mean([v[s] for v in row["seeds"].values()]):.2f}'
+                         for s in TRAIN_SIZES)
+            + f' | {np.mean(row["minutes"]):.0f} |')
+    return '\n'.join(lines)
+
+
+def by_seed(data, variant, mode, size):
+    """{seed: test top-1} of a variant's final runs at ``size`` in ``mode``."""
+    return {r['seed']: r['top1'][mode][str(size)] for r in data.get('runs', [])
+            if variant_of(r) == variant and str(size) in r['top1'].get(mode, {})}
+
+
+def paired(a, b):
+    """Mean of a - b over the seeds both have, and the sample std of those differences (None
+    with one common seed)."""
+    common = sorted(set(a) & set(b))
+    diffs = [a[s] - b[s] for s in common]
+    return float(np.mean(diffs)), (float(np.std(diffs, ddof=1)) if len(diffs) > 1 else None)
+
+
+def chosen_answer(data):
+    """The chosen recipe against the five baselines on the test split (paired by seed), and its
+    training compute against theirs."""
+    variant = chosen_variant()
+    if variant is None or not any(variant_of(r) == variant for r in data.get('runs', [])):
+        return ('**The recipe search is running** (its validation runs are in the table below); '
+                'the chosen recipe has no final runs yet.')
+    rows, beats = [], 0
+    for size in TRAIN_SIZES:
+        diff, spread = paired(by_seed(data, variant, 'proxy', size),
+                              by_seed(data, f'baseline@{size}', 'as_trained', size))
+        word = verdict(diff, spread)
+        beats += word == 'better'
+        rows.append(f'{size} px {diff:+.2f}' + (f' ({spread:.2f}, {word})' if spread else ''))
+    unseen = []
+    for size in UNSEEN_SIZES:
+        near = nearest_train_size(size)
+        mode = best_mode(data, variant, size)
+        diff, spread = paired(by_seed(data, variant, mode, size),
+                              by_seed(data, f'baseline@{near}', 'calibrated', size))
+        unseen.append(f'{size} px {diff:+.2f} ({mode}'
+                      + (f', {spread:.2f}, {verdict(diff, spread)})' if spread else ')'))
+    runs = [r for r in data['runs'] if variant_of(r) == variant]
+    fraction = np.mean([run_gmacs(r) for r in runs]) / baselines_gmacs()
+    seeds = sorted(r['seed'] for r in runs)
+    return (f'**The chosen recipe**, `{variant}` (seeds {seeds}), against the five separately '
+            'trained networks at their own sizes (test top-1, SAN minus baseline, paired by '
+            'seed; in brackets the seed std of the difference and the verdict, a difference '
+            'counting beyond twice it): ' + '; '.join(rows) + f'. It beats the baselines beyond '
+            f'twice the spread at {beats} of {len(TRAIN_SIZES)} sizes, for {fraction:.2f}x their '
+            'training compute together (forward MACs of every image at every size trained). '
+            'At the unseen sizes, in the mode best on validation, against the nearest '
+            'baseline with BN recalibrated: ' + '; '.join(unseen) + '.')
+
+
+def compute_plot(data, table, out_dir):
+    """Accuracy against training compute: validation top-1 over the training sizes of every SAN
+    variant and of the five baselines (left), test top-1 over the unseen sizes of the final runs
+    (right)."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    total = baselines_gmacs()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
+    own = [np.mean([last_val(r)[s] for r in data.get('runs', [])
+                    if r['method'] == f'baseline@{s}']) for s in TRAIN_SIZES]
+    if all(np.isfinite(own)):
+        left.scatter([1.0], [np.mean(own)], marker='s', color='black', zorder=3)
+        left.annotate('five baselines', (1.0, np.mean(own)), fontsize=8,
+                      xytext=(4, 4), textcoords='offset points')
+    for name, row in search_rows(data).items():
+        per_seed = [np.mean([v[s] for s in TRAIN_SIZES]) for v in row['seeds'].values()]
+        x = np.mean(row['gmacs']) / total
+        left.errorbar([x], [np.mean(per_seed)], yerr=[np.std(per_seed)], fmt='o',
+                      color='tab:red' if name == chosen_variant() else
+                      'tab:blue' if name == 'san' else 'tab:gray', capsize=3)
+        left.annotate(name.replace('san [', '[').replace('san', 'SAN (paper)', 1)
+                      if name == 'san' else name.replace('san ', ''), (x, np.mean(per_seed)),
+                      fontsize=6, xytext=(4, -8), textcoords='offset points')
+    left.set_xlabel('training compute / the five baselines together')
+    left.set_ylabel('validation top-1 (%), mean over the training sizes')
+    for name in [v for v in table if not is_baseline(v)]:
+        runs = [r for r in data['runs'] if variant_of(r) == name]
+        values = [np.mean(table[name][best_mode(data, name, s)][s]) for s in UNSEEN_SIZES]
+        x = np.mean([run_gmacs(r) for r in runs]) / total
+        right.scatter([x], [np.mean(values)], color='tab:red' if name == chosen_variant()
+                      else 'tab:blue' if name == 'san' else 'tab:gray')
+        right.annotate('SAN (paper)' if name == 'san' else name.replace('san ', ''),
+                       (x, np.mean(values)), fontsize=6, xytext=(4, -8),
+                       textcoords='offset points')
+    if all(f'baseline@{s}' in table for s in TRAIN_SIZES):
+        base = [np.mean(table[f'baseline@{nearest_train_size(s)}']['calibrated'][s])
+                for s in UNSEEN_SIZES]
+        right.scatter([1.0], [np.mean(base)], marker='s', color='black')
+        right.annotate('nearest baseline, BN recalibrated', (1.0, np.mean(base)), fontsize=8,
+                       xytext=(4, 4), textcoords='offset points')
+    right.set_xlabel('training compute / the five baselines together')
+    right.set_ylabel('test top-1 (%), mean over the unseen sizes')
+    for ax in (left, right):
+        ax.set_xlim(0, 1.25)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = osp.join(out_dir, COMPUTE_PLOT)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def method_table(table):
@@ -795,7 +980,13 @@ def summary_lines(data, table, seeds):
             '### Training sizes (test top-1 %, mean ± sample std over seeds)', '',
             method_table(table), '',
             '### Unseen sizes (test top-1 %; modes chosen on the validation split)', '',
-            unseen_table(data, table)]
+            unseen_table(data, table), '',
+            '### A better recipe for less training compute', '',
+            chosen_answer(data), '',
+            'The search, on the validation split (last epoch; compute: the forward MACs of every '
+            'image at every size trained, against the five baselines\' together):', '',
+            search_table(data), '',
+            f'![accuracy against training compute](results/{COMPUTE_PLOT})']
 
 
 def summary_table(data, table, seeds):
@@ -887,6 +1078,7 @@ def write_tables(data, check=False):
         print(f'{md_path}: ' + ('up to date' if current else f'out of date; run {TABLES_COMMAND}'))
     else:
         plots(data, table, out_dir)
+        compute_plot(data, table, out_dir)
         with open(md_path, 'w') as f:
             f.write(text)
         print(f'wrote {md_path} and plots')
