@@ -129,8 +129,8 @@ METHODS.update({
 #: Recipe changes of a method against PROTOCOL (the reference's summed loss; its learning
 #: rate / warm-up, if the sum needs others to train, go here too).
 METHOD_RECIPES = {'san_sum_loss': dict(loss_reduction='sum')}
-FINAL_SEEDS = {name: (0, 1) if name.startswith('baseline') or name == 'san' else (0, )
-               for name in METHODS}
+FINAL_SEEDS = {name: (0, 1, 2) if name.startswith('baseline') else (0, 1) if name == 'san'
+               else (0, ) for name in METHODS}
 
 
 def is_baseline(method):

@@ -31,8 +31,10 @@ def run_record(study, method, seed, value):
         top1['as_trained'][own] = value - 1.0
     else:
         top1 = {mode: dict.fromkeys(sizes, value) for mode in study.SAN_MODES}
+    val = {str(s): 85.0 for s in study.method_sizes(method)}
     record = dict(key=f'{method}/{seed}', method=method, seed=seed, wall_s=60.0,
-                  top1=top1, val_top1_by_epoch={'1': {'28': 80.0}, '2': {'28': 85.0}})
+                  recipe=study.recipe_for(method), top1=top1,
+                  val_top1_by_epoch={'1': dict.fromkeys(val, 80.0), '2': val})
     if not study.is_baseline(method):
         record['val_top1'] = {mode: {str(s): value + (mode == 'calibrated')
                                      for s in study.UNSEEN_SIZES}
@@ -58,7 +60,10 @@ def test_unfinished_study_says_so_and_lists_its_runs(study):
     assert row == '| 28 | 92.00 | 92.00 |'
 
 
-def test_finished_study_answers_from_the_numbers(study):
+def test_finished_study_answers_from_the_numbers(study, monkeypatch):
+    # a study whose protocol asks for the two seeds below
+    monkeypatch.setattr(study, 'FINAL_SEEDS', {
+        m: (0, 1) if m == 'san' or study.is_baseline(m) else (0, ) for m in study.METHODS})
     runs = []
     for seed, shift in ((0, 0.0), (1, 0.2)):
         runs.append(run_record(study, 'san', seed, 92.0 + shift))
@@ -116,3 +121,42 @@ def test_answer_is_preliminary_while_runs_are_missing(study):
     readme = open(study.README).read()
     assert '**Preliminary**' in readme and 'missing: baseline@28 seed 1,' in readme
     assert '| 28 | 91.00 (trained at 28) | 92.00 (proxy) | +1.00 | one seed |' in readme
+
+
+def test_the_chosen_recipe_is_answered_paired_by_seed_with_its_compute(study, monkeypatch):
+    """The recipe search and the chosen recipe's answer: each SAN variant's
+    training compute against the five baselines' together (from the images
+    it trained at each size), its validation numbers, and the chosen one's
+    test numbers against the baselines paired by seed."""
+    chosen = dict(kd_mode='largest', sampling='sandwich+1')
+    monkeypatch.setattr(study, 'CHOSEN', chosen)
+    recipe = study.recipe_for('san', chosen)
+    macs = study.macs_per_size()
+    # one epoch of the sandwich rule: 28 and 12 every image, the three between a third each
+    images = {'28': 300, '24': 100, '20': 100, '16': 100, '12': 300}
+    runs, tuning = [], []
+    for seed, noise in ((0, 0.0), (1, 0.1), (2, -0.1)):
+        runs += [run_record(study, f'baseline@{s}', seed, 92.0) for s in study.TRAIN_SIZES]
+        record = run_record(study, 'san', seed, 91.0 + 0.5 + noise)
+        record.update(recipe=recipe, trained_images=images, key=f'chosen/{seed}')
+        record['train_gmacs'] = study.train_gmacs(record, images)
+        runs.append(record)
+        if seed < 2:
+            tuning.append(dict(record))
+    data = dict(runs=runs, tuning=tuning)
+    section = study.results_section(data)
+    variant = 'san [kd_mode=largest, sampling=sandwich+1]'
+    # 91.5 + noise against 91.0 (the baselines a point lower at their own
+    # size): +0.50 at every size, paired spread 0.10, beyond twice it
+    assert f'**The chosen recipe**, `{variant}` (seeds [0, 1, 2])' in section
+    assert '28 px +0.50 (0.10, better)' in section
+    assert 'at 5 of 5 sizes' in section
+    sandwich = sum(n * macs[int(s)] for s, n in images.items())
+    fraction = sandwich / sum(3 * 300 * macs[s] / 3 for s in study.TRAIN_SIZES)
+    baselines = study.baselines_gmacs()
+    assert abs(study.train_gmacs(runs[-1], images) - sandwich / 1e9) < 0.1
+    shown = f'{round(sandwich / 1e9, 1) / baselines:.2f}'
+    assert f'for {shown}x their training compute' in section
+    row = next(l for l in section.splitlines() if l.startswith(f'| **{variant}**'))
+    assert f'| {shown} | [0, 1, 2] |' in row  # the finals are the tuned runs' seeds
+    assert fraction > 0
