@@ -48,8 +48,9 @@ def trained(tmp_path_factory):
     work_dir = root / 'work'
     _, log = run_tool('train.py', config, '--work-dir', work_dir,
                       '--cfg-options', f'data_root={images}',
-                      'model.head.num_classes=3', 'train_sizes=[32,24]',
-                      env=ENV)
+                      'model.head.num_classes=3',
+                      'data_preprocessor.num_classes=3',
+                      'train_sizes=[32,24]', env=ENV)
     return dict(images=images, work_dir=work_dir, log=log,
                 config=str(work_dir / config.name),
                 checkpoint=str(work_dir / 'epoch_2.pth'))
@@ -68,6 +69,9 @@ def test_training_reads_the_folder_at_every_size(trained):
         CLASSES)  # the sub-folders are the classes
     head = checkpoint['state_dict']['head.fc.weight']
     assert head.shape == (3, 40)
+    with open(trained['config']) as f:  # the config as trained
+        dumped = f.read()
+    assert f"data_root='{trained['images']}'" in dumped
 
 
 def test_test_sizes_and_the_size_table_and_budgeted_inference(
