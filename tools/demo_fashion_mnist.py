@@ -22,6 +22,7 @@ set); ``--cfg-options`` tries a variant (e.g. ``optim_wrapper.optimizer.lr=0.2``
 """
 import argparse
 import json
+import os
 import os.path as osp
 import subprocess
 import sys
@@ -51,6 +52,65 @@ def run(tool, *args):
     print('$', ' '.join(osp.relpath(c, REPO) if c.startswith(REPO) else c
                         for c in cmd), flush=True)
     subprocess.run(cmd, check=True, cwd=REPO)
+
+
+def rel(path):
+    """``path`` relative to the repository (as the printed commands show it,
+    run from there)."""
+    return osp.relpath(path, REPO)
+
+
+def write_test_images(work_dir, count=8):
+    """A few of the test images as PNG files, ``<work_dir>/images/NN_<class>.png``,
+    for the next commands to classify."""
+    import cv2
+
+    from san_mm.datasets import FashionMNISTWithVal
+    folder = osp.join(work_dir, 'images')
+    os.makedirs(folder, exist_ok=True)
+    test = FashionMNISTWithVal(osp.join(REPO, 'data', 'fashion_mnist'),
+                               split='test', test_mode=True)
+    paths = []
+    for i in range(count):
+        info = test.get_data_info(i)
+        name = test.metainfo['classes'][info['gt_label']].lower().replace(' ', '_').replace('/', '_')
+        paths.append(osp.join(folder, f'{i:02d}_{name}.png'))
+        cv2.imwrite(paths[-1], info['img'])
+    return paths
+
+
+def python():
+    """The interpreter the printed commands use: this one where it is the
+    repository's own (``make demo``'s ``.venv/bin/python``), else ``python``."""
+    inside = not rel(sys.executable).startswith('..')
+    return rel(sys.executable) if inside else 'python'
+
+
+def next_commands(config, checkpoint, work_dir, image):
+    """What to do next with the demo's model: (comment, command) pairs, each
+    command runnable as printed from the repository root."""
+    config, checkpoint, image = rel(config), rel(checkpoint), rel(image)
+    sized = rel(osp.join(work_dir, 'sized.pth'))
+    py = python()
+    return [
+        ('classify an image at a chosen size (here the unseen 22 px, calibrated BN) through '
+         "mmpretrain's get_model and Inferencer",
+         f'{py} -c "import cv2, san_mm; from mmengine import Config; '
+         'from mmpretrain import get_model, ImageClassificationInferencer; '
+         f"c = Config.fromfile('{config}'); "
+         'c.test_dataloader.dataset.pipeline[0].size = 22; '
+         "c.model.backbone.inference_mode = 'calibrated'; "
+         f"model = get_model(c, pretrained='{checkpoint}'); "
+         'print(ImageClassificationInferencer(model)('
+         f"cv2.imread('{image}', cv2.IMREAD_GRAYSCALE))[0]['pred_class'])\""),
+        ('export the model at one size to the plain ResNet it was made from (then --onnx)',
+         f'{py} tools/export.py {config} {checkpoint} --size 22 --inference-mode calibrated '
+         f'--out-dir {rel(osp.join(work_dir, "exported_22"))}'),
+        ('store the accuracy/MACs table (validation split) and serve under a budget',
+         f'{py} tools/sweep_sizes.py {config} {checkpoint} --save-table {sized}'),
+        ('', f'{py} tools/infer.py {config} {sized} {rel(osp.dirname(image))} '
+         '--max-mmacs 5'),
+    ]
 
 
 def last_checkpoint(work_dir):
@@ -175,6 +235,8 @@ def choices_table():
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--config', default=CONFIG,
+                        help='the recipe to train (default: the demo\'s)')
     parser.add_argument('--work-dir',
                         default=osp.join(REPO, 'work_dirs', 'demo_fashion_mnist'))
     parser.add_argument('--epochs', type=int, default=None,
@@ -231,15 +293,15 @@ def main():
         options += ['train_dataloader.dataset.split=train',
                     'test_dataloader.dataset.split=val']
     options = ['--cfg-options', *options] if options else []
-    run('train.py', CONFIG, '--work-dir', args.work_dir, *options)
+    run('train.py', args.config, '--work-dir', args.work_dir, *options)
     trained = last_checkpoint(args.work_dir)
     calibrated = osp.join(args.work_dir, 'san_resnet18_fmnist_calibrated.pth')
-    run('calibrate_bn.py', CONFIG, trained, '--sizes', *UNSEEN_SIZES,
+    run('calibrate_bn.py', args.config, trained, '--sizes', *UNSEEN_SIZES,
         '--calibration-images', 2048, '--out', calibrated, *options)
 
     for mode in MODES:
         sizes = ALL_SIZES if mode == 'proxy' else UNSEEN_SIZES
-        run('test.py', CONFIG, calibrated, '--work-dir',
+        run('test.py', args.config, calibrated, '--work-dir',
             osp.join(args.work_dir, f'test_{mode}'), '--metrics-out',
             osp.join(args.work_dir, f'metrics_{mode}.json'),
             '--cfg-options', f'inference_mode={mode}',
@@ -247,7 +309,7 @@ def main():
     result = summarise(args.work_dir)
     top1 = result['top1']
 
-    model = get_model(Config.fromfile(CONFIG))
+    model = get_model(Config.fromfile(args.config))
     flops = {row['size']: row['flops'] for row in complexity_per_size(
         model, ALL_SIZES)}
     table = per_size_table(top1, result['best_mode'], flops)
@@ -279,30 +341,13 @@ def main():
         f'total wall time: {minutes:.1f} min', '']
     with open(osp.join(args.work_dir, 'results.md'), 'w') as f:
         f.write('\n'.join(summary) + '\n')
-    ckpt = osp.relpath(calibrated, REPO)
-    config = osp.relpath(CONFIG, REPO)
-    summary += [
-        f'plot: {osp.relpath(plot, REPO)}',
-        f'checkpoint (BN calibrated for {UNSEEN_SIZES}): {ckpt}', '',
-        'Next:',
-        '  # classify an image at a chosen size (here the unseen 22 px, '
-        'calibrated BN) through mmpretrain\'s get_model and Inferencer:',
-        '  python -c "import cv2, san_mm; from mmengine import Config; '
-        'from mmpretrain import get_model, ImageClassificationInferencer; '
-        f"c = Config.fromfile('{config}'); "
-        'c.test_dataloader.dataset.pipeline[0].size = 22; '
-        "c.model.backbone.inference_mode = 'calibrated'; "
-        f"model = get_model(c, pretrained='{ckpt}'); "
-        'print(ImageClassificationInferencer(model)('
-        "cv2.imread('IMAGE.png', cv2.IMREAD_GRAYSCALE))[0]['pred_class'])\"",
-        '  # export the model at one size to a plain mmpretrain ResNet:',
-        f'  python tools/export.py {config} {ckpt} --size 22 '
-        f'--inference-mode calibrated --out-dir work_dirs/demo_exported_22',
-        '  # store the accuracy/MACs table and serve under a budget:',
-        f'  python tools/sweep_sizes.py {config} {ckpt} --save-table '
-        'work_dirs/demo_fashion_mnist/sized.pth',
-        f'  python tools/infer.py {config} work_dirs/demo_fashion_mnist/sized.pth '
-        'IMAGE.png --max-mmacs 5']
+    images = write_test_images(args.work_dir)
+    summary += [f'plot: {rel(plot)}',
+                f'checkpoint (BN calibrated for {UNSEEN_SIZES}): {rel(calibrated)}',
+                f'test images to classify: {rel(osp.dirname(images[0]))}', '', 'Next:']
+    for comment, command in next_commands(args.config, calibrated, args.work_dir,
+                                          images[0]):
+        summary += ([f'  # {comment}:'] if comment else []) + [f'  {command}']
     print('\n'.join(summary))
 
 

@@ -1,0 +1,35 @@
+"""`make demo` on a tiny recipe, then every command it prints under "Next:", run as printed."""
+import os
+import subprocess
+
+from tests.conftest import REPO, cpu_tool_env, run_tool
+
+
+def test_demo_and_the_commands_it_prints_next(tmp_path):
+    work_dir = tmp_path / 'demo'
+    _, log = run_tool('demo_fashion_mnist.py', '--config',
+                      os.path.join(REPO, 'tests', 'data', 'tiny_fmnist_demo.py'),
+                      '--work-dir', work_dir)
+    assert 'smooth:' in log and 'mean over the training sizes' in log
+    lines = log[log.index('Next:'):].splitlines()[1:]
+    # the commands name the interpreter that ran the demo (.venv/bin/python)
+    commands = [line.strip() for line in lines
+                if line.startswith('  .venv/bin/python ') or line.startswith('  python ')]
+    assert len(commands) == 4, lines
+    outputs = []
+    for command in commands:
+        done = subprocess.run(['bash', '-c', command], cwd=REPO, capture_output=True,
+                              text=True, env=cpu_tool_env())
+        assert done.returncode == 0, (command, (done.stdout + done.stderr)[-3000:])
+        outputs.append(done.stdout)
+    classes = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal',
+               'Shirt', 'Sneaker', 'Bag', 'Ankle boot')
+    # the one-liner prints the class after the inferencer's progress bar
+    assert outputs[0].strip().endswith(classes)
+    exported = work_dir / 'exported_22'
+    assert (exported / 'config.py').is_file() and (exported / 'model.pth').is_file()
+    assert (work_dir / 'sized.pth').is_file()
+    assert 'size table written to' in outputs[2]
+    served = [line for line in outputs[3].splitlines()
+              if line.startswith('| ') and '.png' in line]
+    assert len(served) == 8  # every test image the demo wrote, at one chosen size
