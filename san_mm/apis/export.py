@@ -109,6 +109,8 @@ def export_state_dict(model: nn.Module, size: int,
         if isinstance(module, MetaConv2d):
             out[prefix + 'weight'] = module.generate_kernel(
                 state.encoding).detach().clone()
+            if module.bias is not None:  # shared by every size
+                out[prefix + 'bias'] = module.bias.detach().clone()
             handled.update(prefix + key for key in module.state_dict())
         elif isinstance(module, PrivateBatchNorm2d):
             for key, value in _bn_tensors(module, state).items():
