@@ -217,19 +217,7 @@ def exported(model, size, mode=None):
     return plain.eval(), plain_cfg
 
 
-#: san_mm.apis.export.export_state_dict writes a generated conv's kernel but
-#: not its bias (it marks every key of the conv handled): the convs of SE
-#: layers have one, so the export of these backbones misses keys. Reported;
-#: strict, so that the fix shows here.
-EXPORT_DROPS_CONV_BIAS = pytest.mark.xfail(
-    strict=True, raises=RuntimeError,
-    reason='export_state_dict drops the bias of generated convs')
-EXPORTED = [pytest.param(name, marks=EXPORT_DROPS_CONV_BIAS)
-            if name in ('SEResNet', 'MobileNetV3', 'EfficientNet') else name
-            for name in NAMES]
-
-
-@pytest.mark.parametrize('name', EXPORTED)
+@pytest.mark.parametrize('name', NAMES)
 def test_export_equals_the_san_forward(name):
     model = trained_like(classifier(name))
     plain_type = BACKBONES[name][0]['type']
