@@ -985,8 +985,7 @@ def summary_lines(data, table, seeds):
             chosen_answer(data), '',
             'The search, on the validation split (last epoch; compute: the forward MACs of every '
             'image at every size trained, against the five baselines\' together):', '',
-            search_table(data), '',
-            f'![accuracy against training compute](results/{COMPUTE_PLOT})']
+            search_table(data)]
 
 
 def summary_table(data, table, seeds):
@@ -1039,6 +1038,7 @@ def results_section(data):
     shows is written by write_tables)."""
     table, seeds = collect(data)
     return '\n'.join([*summary_lines(data, table, seeds), '',
+                      f'![accuracy against training compute](results/{COMPUTE_PLOT})', '',
                       f'![accuracy vs size](results/{SIZE_PLOT})'])
 
 
@@ -1061,6 +1061,7 @@ def write_tables(data, check=False):
             'Generated from `fashion_mnist_converged.json` by '
             f'`{TABLES_COMMAND}`; do not edit by hand.', '',
             *summary, '',
+            f'![accuracy against training compute]({COMPUTE_PLOT})', '',
             f'![accuracy vs size]({SIZE_PLOT})', '',
             '![learning curves](fashion_mnist_converged_learning_curves.png)', '',
             '## Protocol', '',

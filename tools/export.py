@@ -1,9 +1,10 @@
-"""Export a SAN checkpoint at one input size to mmpretrain's own ResNet / MobileNetV2.
+"""Export a SAN checkpoint at one input size to the plain backbone it was made from.
 
     python tools/export.py configs/san_resnet18.py CKPT --size 160 --out-dir exported/r18_160
     python tools/export.py CONFIG CKPT --size 176 --inference-mode data_free --out-dir DIR [--onnx]
 
-Writes DIR/config.py and DIR/model.pth (state_dict + meta), which load with mmpretrain alone:
+Writes DIR/config.py and DIR/model.pth (state_dict + meta), which load with mmpretrain (and
+custom_imports where another package registers the backbone):
     python -c "from mmpretrain import get_model; m = get_model('DIR/config.py', pretrained='DIR/model.pth')"
 and checks that the exported model's logits equal SAN's at that size.
 """

@@ -3,8 +3,7 @@
 # (the 7x7 stem conv shared, every other conv generated, every BN private per size), trained at
 # 224/192/160/128/96 jointly with dense scale distillation.
 #   python tools/train.py configs/custom/san_resnet18_custom.py \
-#       --cfg-options data_root=data/my_images model.head.num_classes=5 \
-#       data_preprocessor.num_classes=5
+#       --cfg-options data_root=data/my_images num_classes=5
 # The joint loss is divided by the number of sizes (loss_reduction='mean'): with the reference's
 # sum, lr 0.1 diverged on small data (Fashion-MNIST, docs/training.md). Starting from mmpretrain's
 # ImageNet ResNet-18 instead of from scratch: docs/any_backbone.md.

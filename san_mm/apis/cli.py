@@ -32,8 +32,9 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config entries, e.g. `test_sizes=[224,192,160]` (a '
-        'top-level test_sizes / train_sizes / inference_mode is carried to '
-        'the loops, backbone and pipelines)')
+        'top-level test_sizes / train_sizes / inference_mode / data_root / '
+        'num_classes is carried to the loops, backbone, pipelines, datasets '
+        'and head)')
     parser.add_argument(
         '--compile', action='store_true',
         help='torch.compile the model (mmengine\'s `compile` option; SAN '

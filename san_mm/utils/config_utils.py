@@ -63,7 +63,7 @@ def apply_overrides(cfg, cfg_options: dict) -> None:
     ``train_sizes`` to the backbone, ``ResolutionSample`` and a validation
     loop that evaluated the old training sizes, ``inference_mode`` to the
     backbone and ``PerSizeBNHook``, ``data_root`` to every dataset that has
-    one).
+    one, ``num_classes`` to the head and the data preprocessor).
 
     Args:
         cfg (mmengine.Config): The merged config (modified in place).
@@ -94,6 +94,14 @@ def apply_overrides(cfg, cfg_options: dict) -> None:
         for hook in cfg.get('custom_hooks') or []:
             if hook.get('type') == 'PerSizeBNHook':
                 hook['inference_mode'] = cfg.inference_mode
+    if 'num_classes' in cfg_options:
+        head = cfg.model.get('head')
+        if isinstance(head, dict) and 'num_classes' in head:
+            head['num_classes'] = cfg.num_classes
+        for preprocessor in (cfg.get('data_preprocessor'),
+                             cfg.model.get('data_preprocessor')):
+            if isinstance(preprocessor, dict) and 'num_classes' in preprocessor:
+                preprocessor['num_classes'] = cfg.num_classes
     if 'data_root' in cfg_options:
         for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
             for dataset in datasets_of(cfg.get(name)):

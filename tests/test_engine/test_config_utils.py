@@ -26,6 +26,17 @@ def test_train_sizes_and_mode_overrides():
     assert cfg.model.backbone.inference_mode == 'ideal'
 
 
+def test_num_classes_and_data_root_reach_the_model_and_every_dataset():
+    cfg = Config.fromfile(f'{REPO}/configs/custom/san_resnet18_custom.py')
+    options = {'num_classes': 7, 'data_root': '/data/mine'}
+    cfg.merge_from_dict(options)
+    apply_overrides(cfg, options)
+    assert cfg.model.head.num_classes == 7
+    assert cfg.data_preprocessor.num_classes == 7
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        assert cfg[loader].dataset.data_root == '/data/mine'
+
+
 def test_bad_test_sizes_fail_before_anything_runs():
     cfg = Config.fromfile(f'{REPO}/configs/san_resnet18.py')
     options = {'test_sizes': [224, 0]}

@@ -48,8 +48,7 @@ def trained(tmp_path_factory):
     work_dir = root / 'work'
     _, log = run_tool('train.py', config, '--work-dir', work_dir,
                       '--cfg-options', f'data_root={images}',
-                      'model.head.num_classes=3',
-                      'data_preprocessor.num_classes=3',
+                      'num_classes=3',
                       'train_sizes=[32,24]', env=ENV)
     return dict(images=images, work_dir=work_dir, log=log,
                 config=str(work_dir / config.name),

@@ -13,8 +13,7 @@ _base_ = ['../san_imagenet_bs32.py']
 dataset_type = 'CustomDataset'
 data_root = 'data/custom'
 # The number of class sub-folders. Set it here (in a copy of the config) or on the command line with
-# `--cfg-options model.head.num_classes=N data_preprocessor.num_classes=N` (a top-level
-# `num_classes=N` would not reach them: config variables are substituted when the file is read).
+# `--cfg-options num_classes=N` (the tools carry it to the head and the preprocessor).
 num_classes = 10
 
 # mmpretrain's ImageNet mean/std (not the SAN reference's [0, 1] inputs), so that a plain
