@@ -17,7 +17,7 @@ $(STAMP): requirements/runtime.txt requirements/tests.txt setup.py
 install: $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q -n 2 --dist loadfile
 
 demo: $(STAMP)
 	$(PY) tools/demo_fashion_mnist.py

@@ -7,7 +7,14 @@ import cv2
 import numpy as np
 import pytest
 
+import torch
+
 import san_mm  # noqa: F401  (registers modules, applies the checkpoint policy)
+
+# One thread per test process: the tests' tiny tensors gain nothing from a second thread, and
+# with two test processes on two cores (make test: pytest -n 2) a second thread each would
+# oversubscribe the cores, which stalls OpenMP's waiting threads.
+torch.set_num_threads(1)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSES = ('red', 'green', 'blue')
@@ -29,8 +36,12 @@ def cpu_tool_env(**variables):
     no GPU visible, so the tool computes on the CPU on every machine. The
     tests compare its results bitwise with another run's or with values
     computed here on the CPU; on a GPU, TF32 convolutions and atomic
-    reductions would change the last bits."""
-    return dict(os.environ, CUDA_VISIBLE_DEVICES='', **variables)
+    reductions would change the last bits. One thread, as this process
+    (see the top of this file)."""
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES='', OMP_NUM_THREADS='1',
+               MKL_NUM_THREADS='1')
+    env.update(variables)
+    return env
 
 
 @pytest.fixture
@@ -60,6 +71,30 @@ def run_tool(tool, *args, env=None, check=True):
     if check:
         assert out.returncode == 0, log[-4000:]
     return out.returncode, log
+
+
+def run_tool_here(capfd, tool, *args):
+    """Run ``tools/<tool>``'s ``main()`` in this process with ``args`` as its
+    command line: what :func:`run_tool` checks, without starting an
+    interpreter and importing torch again (seconds per run). For tools whose
+    result does not depend on running in a process of their own.
+
+    Returns:
+        tuple: ``(exit code, printed output)``.
+    """
+    module = load_script(os.path.join('tools', tool))
+    argv, sys.argv = sys.argv, [tool, *map(str, args)]
+    code = 0
+    try:
+        module.main()
+    except SystemExit as exit:
+        code = exit.code if isinstance(exit.code, int) else 1
+        if not isinstance(exit.code, int):
+            print(exit.code)
+    finally:
+        sys.argv = argv
+    out, err = capfd.readouterr()
+    return code, out + err
 
 
 def write_image_folder(root, per_class=(8, 4), seed=0, size=40):

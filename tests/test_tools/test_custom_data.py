@@ -16,7 +16,7 @@ TEST_SIZES = (32, 28, 24)  # the training sizes and one between them
 #: Each tool on the CPU with one thread: the tiny model gains nothing from a
 #: second, and where another process holds the other core, two threads wait
 #: on each other.
-ENV = cpu_tool_env(OMP_NUM_THREADS='1')
+ENV = cpu_tool_env()  # one thread (tests/conftest.py)
 
 #: The RegNet config with a tiny arch and a CPU-test schedule; what a user
 #: passes on the command line (data_root, classes, sizes) is not here.

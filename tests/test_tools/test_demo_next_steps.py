@@ -2,6 +2,8 @@
 import os
 import subprocess
 
+import torch
+
 from tests.conftest import REPO, cpu_tool_env, run_tool
 
 
@@ -11,6 +13,17 @@ def test_demo_and_the_commands_it_prints_next(tmp_path):
                       os.path.join(REPO, 'tests', 'data', 'tiny_fmnist_demo.py'),
                       '--work-dir', work_dir)
     assert 'smooth:' in log and 'mean over the training sizes' in log
+    # BN calibrated once (tools/calibrate_bn.py), stored in the checkpoint and
+    # reused by the test runs, which calibrate nothing again
+    steps = [(step.split()[1], step) for step in log.split('\n$ ')[1:]]
+    (calibration, ) = [step for name, step in steps if name == 'tools/calibrate_bn.py']
+    assert 'calibrated BN statistics for sizes [10, 14, 18, 22, 26, 32]' in calibration
+    state = torch.load(work_dir / 'san_resnet18_fmnist_calibrated.pth',
+                       weights_only=True)['state_dict']
+    assert 'backbone.bn1.calibrated.22.running_mean' in state
+    test_runs = [step for name, step in steps if name == 'tools/test.py']
+    assert len(test_runs) == 3 and not any('calibrated BN statistics for size' in step
+                                 for step in test_runs)
     lines = log[log.index('Next:'):].splitlines()[1:]
     # the commands name the interpreter that ran the demo (.venv/bin/python)
     commands = [line.strip() for line in lines

@@ -39,30 +39,28 @@ def test_train_two_epochs_logs_per_size_terms(trained):
     assert len(best) == 1, os.listdir(work_dir)
 
 
-def test_test_sizes_override_changes_what_is_evaluated(trained, image_folder,
-                                                       tiny_config):
+def test_one_test_run_overrides_sizes_and_mode_calibrates_once_and_dumps(
+        trained, image_folder, tiny_config, tmp_path):
+    """tools/test.py with --cfg-options test_sizes=[...] inference_mode=...
+    evaluates exactly those sizes (table and mean printed), calibrates BN
+    once per unseen size (not at a training size) and dumps one prediction
+    file per size."""
     work_dir, _ = trained
     _, log = run_tool('test.py', tiny_config, work_dir / 'epoch_2.pth',
-                      '--work-dir', work_dir / 'test', '--cfg-options',
-                      'test_sizes=[28,20]', *data_root_options(image_folder))
-    assert 'accuracy/top1@28' in log and 'accuracy/top1@20' in log
-    assert 'accuracy/top1@mean' in log
-    assert 'accuracy/top1@32' not in log
-    # the per-size table printed at the end
-    assert re.search(r'\| 28 \| [\d.]+ \|', log)
-    assert re.search(r'\| mean \| [\d.]+ \|', log)
-
-
-def test_inference_mode_override_and_dump(trained, image_folder, tiny_config,
-                                          tmp_path):
-    work_dir, _ = trained
-    out = tmp_path / 'preds.pkl'
-    _, log = run_tool('test.py', tiny_config, work_dir / 'epoch_2.pth',
-                      '--work-dir', tmp_path, '--out', out, '--cfg-options',
-                      'test_sizes=[20]', 'inference_mode=data_free',
+                      '--work-dir', tmp_path, '--out', tmp_path / 'preds.pkl',
+                      '--cfg-options', 'test_sizes=[28,24,20]',
+                      'inference_mode=calibrated',
                       *data_root_options(image_folder))
-    assert 'size 20, data_free mode: encoding 0.4375, BN interpolate' in log
-    assert os.path.isfile(tmp_path / 'preds@20.pkl')
+    for size in (28, 24, 20):
+        assert f'accuracy/top1@{size}' in log
+        assert os.path.isfile(tmp_path / f'preds@{size}.pkl')
+    assert 'accuracy/top1@mean' in log and 'accuracy/top1@32' not in log
+    assert re.search(r'\| 28 \| [\d.]+ \|', log)  # the per-size table
+    assert re.search(r'\| mean \| [\d.]+ \|', log)
+    assert 'calibrated BN statistics for size 28 on 24 training images' in log
+    assert 'calibrated BN statistics for size 20' in log
+    assert 'calibrated BN statistics for size 24' not in log  # trained size
+    assert 'size 20, calibrated mode: encoding 0.4375, BN calibrated' in log
 
 
 def test_resume_continues_from_last_checkpoint(trained, image_folder,
@@ -75,37 +73,6 @@ def test_resume_continues_from_last_checkpoint(trained, image_folder,
     assert os.path.isfile(work_dir / 'epoch_3.pth')
     checkpoint = torch.load(work_dir / 'epoch_3.pth', weights_only=True)
     assert checkpoint['meta']['epoch'] == 3
-
-
-def test_calibrated_mode_calibrates_once_per_unseen_size(trained, image_folder,
-                                                         tiny_config, tmp_path):
-    work_dir, _ = trained
-    _, log = run_tool('test.py', tiny_config, work_dir / 'epoch_2.pth',
-                      '--work-dir', tmp_path, '--cfg-options',
-                      'test_sizes=[28,24,20]', 'inference_mode=calibrated',
-                      *data_root_options(image_folder))
-    assert 'calibrated BN statistics for size 28 on 24 training images' in log
-    assert 'calibrated BN statistics for size 20' in log
-    assert 'calibrated BN statistics for size 24' not in log  # trained size
-    assert 'size 20, calibrated mode: encoding 0.4375, BN calibrated' in log
-
-
-def test_calibrate_once_then_reuse_from_checkpoint(trained, image_folder,
-                                                   tiny_config, tmp_path):
-    work_dir, _ = trained
-    calibrated = tmp_path / 'calibrated.pth'
-    _, log = run_tool('calibrate_bn.py', tiny_config, work_dir / 'epoch_2.pth',
-                      '--sizes', 28, 20, '--calibration-images', 8, '--out',
-                      calibrated, '--work-dir', tmp_path / 'cal', '--cfg-options',
-                      *data_root_options(image_folder))
-    assert 'calibrated BN statistics for sizes [20, 28]' in log
-    state = torch.load(calibrated, weights_only=True)['state_dict']
-    assert 'backbone.bn1.calibrated.20.running_mean' in state
-    _, log = run_tool('test.py', tiny_config, calibrated, '--work-dir',
-                      tmp_path / 'test', '--cfg-options', 'test_sizes=[28,20]',
-                      'inference_mode=calibrated', *data_root_options(image_folder))
-    assert 'calibrated BN statistics for size' not in log  # reused, not redone
-    assert 'size 28, calibrated mode: encoding 0.6125, BN calibrated' in log
 
 
 def test_sweep_prints_a_row_per_size_and_a_column_per_mode(

@@ -9,6 +9,7 @@ from mmengine.evaluator import Evaluator
 from mmengine.runner import TestLoop, ValLoop
 from torch.utils.data import DataLoader
 
+from san_mm.datasets.transforms import ResizeCenterCrop
 from san_mm.models.backbones import BaseScaleAdaptiveBackbone
 from san_mm.models.utils import validate_sizes
 from san_mm.registry import LOOPS
@@ -80,8 +81,22 @@ class MultiSizeLoopMixin:
                                   'size', size, type(self).__name__)
 
     def dataloader_for(self, size: int) -> DataLoader:
+        """The dataloader of ``size``. Its dataset shares the first size's
+        data (a shallow copy with its own pipeline, ``ResizeCenterCrop`` set
+        to ``size``): building a dataset again per size reads its annotation
+        again (Fashion-MNIST: about a second per size)."""
         if size not in self._dataloaders:
             cfg = self._size_cfg(size)
+            first = self._dataloaders[self.test_sizes[0]].dataset
+            pipeline = getattr(first, 'pipeline', None)
+            if any(isinstance(t, ResizeCenterCrop)
+                   for t in getattr(pipeline, 'transforms', ())):
+                dataset = copy.copy(first)
+                dataset.pipeline = copy.deepcopy(pipeline)
+                for transform in dataset.pipeline.transforms:
+                    if isinstance(transform, ResizeCenterCrop):
+                        transform.set_size(size)
+                cfg['dataset'] = dataset
             self._dataloaders[size] = self.runner.build_dataloader(
                 cfg, seed=self.runner.seed)
         return self._dataloaders[size]

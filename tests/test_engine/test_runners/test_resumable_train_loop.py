@@ -190,7 +190,11 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(
     # The statistics calibrated by the final validation, and its metrics.
     assert_bitwise_equal(calibrated_statistics(reference_dir),
                          calibrated_statistics(work_dir))
-    assert val_metrics(work_dir)[-1] == val_metrics(reference_dir)[-1]
+    # Every validation, the killed process's and the resumed one's, as the
+    # uninterrupted run's (another process with the same seed and config:
+    # the same run).
+    assert len(val_metrics(reference_dir)) == 3
+    assert val_metrics(work_dir) == val_metrics(reference_dir)
     # Only the newest mid-epoch checkpoint was kept, and removed at the end.
     assert not [n for n in os.listdir(work_dir) if n.startswith('iter_')]
 
@@ -223,17 +227,3 @@ def test_calibration_does_not_depend_on_earlier_validations(
     assert_bitwise_equal(
         {k: v for k, v in saved.items() if '.calibrated.' in k},
         calibrated_statistics(folder / 'work_b'))
-
-
-def test_same_seed_same_config_same_metrics_and_weights(uninterrupted,
-                                                         tmp_path):
-    config, reference_dir = uninterrupted
-    code, log = train(config, tmp_path / 'work')
-    assert code == 0, log[-4000:]
-    metrics, reference = val_metrics(tmp_path / 'work'), val_metrics(
-        reference_dir)
-    assert len(metrics) == len(reference) == 3
-    assert metrics == reference
-    expected, again = final_weights(reference_dir), final_weights(
-        tmp_path / 'work')
-    assert all(torch.equal(expected[k], again[k]) for k in expected)

@@ -63,17 +63,6 @@ BACKBONES = {
 NAMES = list(BACKBONES)
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    """One intra-op thread: these tensors are too small to gain from a
-    second, and where another process holds the other core, two threads
-    wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def classifier(name, seed=0, **backbone_kwargs):
     """A SANClassifier with ``ScaleAdaptive(<name>)`` and a 3-class head."""
     plain, sizes, _, channels = BACKBONES[name]
