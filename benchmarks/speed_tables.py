@@ -277,17 +277,20 @@ def train_cpu_table():
 
 
 def pipeline_cpu_table():
-    lines = ['| training pipeline, same JPEGs | machine, file | SAN images/s | plain images/s '
-             '| SAN / plain throughput |', '|---|---|---|---|---|']
+    lines = ['| training pipeline, one process | machine, file | SAN ms per image | plain ms per '
+             'image | SAN / one plain pipeline | SAN / K plain pipelines |',
+             '|---|---|---|---|---|---|']
     data = load(PIPELINE_CPU)
     if data is None:
-        lines.append(table_row(['', missing(PIPELINE_CPU), '', '', '']))
+        lines.append(table_row(['', missing(PIPELINE_CPU), '', '', '', '']))
     else:
         for row in data['rows']:
+            sizes = row['sizes']
             lines.append(table_row([
-                'ResolutionSample (five sizes) vs RandomResizedCrop + flip (one size)',
-                source(data, PIPELINE_CPU), f'{row["images_per_s"]["san"]:.0f}',
-                f'{row["images_per_s"]["plain"]:.0f}', f'{row["throughput_ratio"]:.3f}']))
+                f'{row["case"]}: ResolutionSample ({len(sizes)} sizes, {sizes[0]}...{sizes[-1]}) '
+                f'vs RandomResizedCrop + flip ({sizes[0]})', source(data, PIPELINE_CPU),
+                f'{row["ms_per_image"]["san"]:.3f}', f'{row["ms_per_image"]["plain"]:.3f}',
+                f'{row["ratio"]:.2f}', f'{row["against_k_plain"]:.2f} (K = {len(sizes)})']))
     return with_command('bash benchmarks/cpu_rows.sh pipeline', '\n'.join(lines))
 
 
