@@ -108,7 +108,7 @@ class FashionMNISTWithVal(FashionMNIST):
         if not kwargs.get('download') and data_root and not all(
                 osp.isfile(osp.join(data_root, name)) for name in FILES):
             # The Debian package's files, else a message (nothing downloads).
-            if prepare_fashion_mnist(data_root, install=False,
+            if prepare_fashion_mnist(data_root, source=DEBIAN_DIR, install=False,
                                      log=lambda message: None) is None:
                 raise DataNotFoundError(
                     f'Fashion-MNIST is not in {data_root!r} (it needs '

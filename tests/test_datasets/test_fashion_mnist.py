@@ -60,3 +60,27 @@ def test_bad_split_and_val_size_are_refused(tiny_fashion_mnist):
         FashionMNISTWithVal(tiny_fashion_mnist, split='validation')
     with pytest.raises(ValueError, match='val_images must be'):
         FashionMNISTWithVal(tiny_fashion_mnist, split='val', val_images=0)
+
+
+def test_missing_files_name_the_command_and_never_download(tmp_path, monkeypatch):
+    """Without the files, and without the Debian package to extract them
+    from, the dataset says what to run instead of downloading."""
+    from san_mm.datasets import DataNotFoundError, fashion_mnist
+    monkeypatch.setattr(fashion_mnist, 'DEBIAN_DIR', str(tmp_path / 'no-package'))
+    with pytest.raises(DataNotFoundError, match=(
+            r"not in '.*empty'.*python tools/prepare_fashion_mnist\.py.*"
+            r'--cfg-options data_root=DIR')):
+        FashionMNISTWithVal(str(tmp_path / 'empty'), split='val', test_mode=True)
+    # with the package's files it extracts them itself
+    package = tmp_path / 'package'
+    package.mkdir()
+    import gzip
+    write_idx(str(tmp_path), 'train', [i % 10 for i in range(20)])
+    write_idx(str(tmp_path), 't10k', [i % 10 for i in range(5)])
+    for name in fashion_mnist.FILES:
+        with open(tmp_path / name, 'rb') as src, gzip.open(package / f'{name}.gz', 'wb') as dst:
+            dst.write(src.read())
+    monkeypatch.setattr(fashion_mnist, 'DEBIAN_DIR', str(package))
+    dataset = FashionMNISTWithVal(str(tmp_path / 'extracted'), split='test',
+                                  test_mode=True)
+    assert len(dataset) == 5

@@ -2,12 +2,17 @@
 import os
 import subprocess
 
+import pytest
 import torch
 
 from tests.conftest import REPO, cpu_tool_env, run_tool
 
 
 def test_demo_and_the_commands_it_prints_next(tmp_path):
+    from san_mm.datasets import prepare_fashion_mnist
+    if prepare_fashion_mnist(os.path.join(REPO, 'data', 'fashion_mnist')) is None:
+        pytest.skip('Fashion-MNIST is not on this machine and the Debian package '
+                    'dataset-fashion-mnist could not be installed (make demo needs it)')
     work_dir = tmp_path / 'demo'
     _, log = run_tool('demo_fashion_mnist.py', '--config',
                       os.path.join(REPO, 'tests', 'data', 'tiny_fmnist_demo.py'),
