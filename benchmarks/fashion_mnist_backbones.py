@@ -12,7 +12,6 @@ docs/results/fashion_mnist_backbones.json as they finish.
 """
 import argparse
 import json
-import os
 import os.path as osp
 import sys
 import time
@@ -22,6 +21,7 @@ from mmengine.config import DictAction
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from fashion_mnist_converged import read_json, write_json  # noqa: E402
 from generated_sections import write_section  # noqa: E402
 
 RESULTS = osp.join(REPO, 'docs', 'results', 'fashion_mnist_backbones.json')
@@ -100,7 +100,7 @@ def command_run(args):
     import san_mm  # noqa: F401  (registers the SAN modules)
     for backbone in args.backbones:
         for method in METHODS:
-            data = read(args.results)
+            data = read_json(args.results, dict(runs=[]))
             key = f'{backbone}/{method}/seed{args.seed}'
             if any(r['key'] == key for r in data['runs']):
                 continue
@@ -128,25 +128,11 @@ def command_run(args):
                 test=evaluate(cfg, checkpoint, 'test', modes, sizes))
             record['train_gmacs'] = train_gmacs(
                 cfg, train_sizes, record['train_images'], epochs)
-            data = read(args.results)
+            data = read_json(args.results, dict(runs=[]))
             data['runs'] = [r for r in data['runs'] if r['key'] != key]
             data['runs'].append(record)
-            write(args.results, data)
+            write_json(args.results, data)
             print(f'{key}: test {json.dumps(record["test"])}', flush=True)
-
-
-def read(path):
-    if not osp.isfile(path):
-        return dict(runs=[])
-    with open(path) as f:
-        return json.load(f)
-
-
-def write(path, data):
-    tmp = f'{path}.tmp{os.getpid()}'
-    with open(tmp, 'w') as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)
 
 
 def best(record, size):
@@ -204,7 +190,7 @@ def main():
     if args.command == 'run':
         command_run(args)
     else:
-        write_section(DOC, SECTION, COMMAND, tables(read(args.results)))
+        write_section(DOC, SECTION, COMMAND, tables(read_json(args.results, dict(runs=[]))))
 
 
 if __name__ == '__main__':
