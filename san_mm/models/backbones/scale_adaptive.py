@@ -137,7 +137,7 @@ class BaseScaleAdaptiveBackbone(nn.Module):
         only, no arithmetic: ``torch.func.functional_call`` with every
         parameter and buffer on ``meta``), in eval mode and proxy mode."""
         was_training = self.training
-        tensors = {name: tensor.to('meta') for name, tensor in
+        tensors = {key: tensor.to('meta') for key, tensor in
                    list(self.named_parameters()) + list(self.named_buffers())}
         x = torch.zeros(1, self.in_channels_, size, size, device='meta')
         self.train(False)
