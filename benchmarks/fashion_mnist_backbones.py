@@ -8,7 +8,8 @@ Every run trains on the 50,000 ``train`` images with the backbone's config (the 
 then is evaluated at every training size and at three unseen sizes: on the ``val`` split (which
 picks SAN's inference mode at each unseen size, and whether a one-size network's BN is better
 recalibrated there) and once on the ``test`` split. Runs are skipped once recorded, and appended to
-docs/results/fashion_mnist_backbones.json as they finish.
+docs/results/fashion_mnist_backbones.json as they finish; an interrupted run resumes from its last
+checkpoint (its training wall time summed over sessions).
 """
 import argparse
 import json
@@ -21,7 +22,8 @@ from mmengine.config import DictAction
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from fashion_mnist_converged import read_json, write_json  # noqa: E402
+from fashion_mnist_converged import (read_json, register_clock_hook,  # noqa: E402
+                                     write_json)
 from generated_sections import write_section  # noqa: E402
 
 RESULTS = osp.join(REPO, 'docs', 'results', 'fashion_mnist_backbones.json')
@@ -98,6 +100,7 @@ def command_run(args):
     from mmengine.runner import Runner
 
     import san_mm  # noqa: F401  (registers the SAN modules)
+    register_clock_hook()
     for backbone in args.backbones:
         for method in METHODS:
             data = read_json(args.results, dict(runs=[]))
@@ -108,20 +111,24 @@ def command_run(args):
                                 f'seed{args.seed}')
             cfg = method_cfg(backbone, method, args.seed, work_dir,
                              args.cfg_options)
-            start = time.time()
+            train_sizes = list(cfg.model.backbone.train_sizes)
+            cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
+                dict(type='TrainingClockHook', sizes=train_sizes)]
+            # An interrupted run resumes; a finished one only loads.
+            cfg.resume = osp.isfile(osp.join(work_dir, 'last_checkpoint'))
             runner = Runner.from_cfg(cfg)
             runner.train()
-            wall = time.time() - start
+            clock = read_json(osp.join(work_dir, 'training_seconds.json'), {})
             epochs = cfg.train_cfg.max_epochs
             checkpoint = osp.join(work_dir, f'epoch_{epochs}.pth')
-            train_sizes = list(cfg.model.backbone.train_sizes)
             san_sizes = method_cfg(backbone, 'san', 0, work_dir).model.backbone
             sizes = sorted(set(san_sizes.train_sizes) |
                            set(BACKBONES[backbone][2]), reverse=True)
             modes = SAN_MODES if method == 'san' else ONE_SIZE_MODES
             record = dict(
                 key=key, backbone=backbone, method=method, seed=args.seed,
-                train_sizes=train_sizes, epochs=epochs, wall_s=round(wall),
+                train_sizes=train_sizes, epochs=epochs,
+                wall_s=round(clock['seconds']),
                 threads=torch.get_num_threads(),
                 train_images=len(runner.train_dataloader.dataset),
                 val=evaluate(cfg, checkpoint, 'val', modes, sizes),
