@@ -20,6 +20,19 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSES = ('red', 'green', 'blue')
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        'markers', 'long: a file of tests that runs for tens of seconds (run first)')
+
+
+def pytest_collection_modifyitems(items):
+    """The ``long`` files first: ``make test``'s two processes take whole
+    files in collection order, so a long file collected last would leave the
+    other process idle at the end."""
+    items.sort(key=lambda item: item.get_closest_marker('long') is None)
+
+
+
 def load_script(path):
     """``REPO/path`` (a script in tools/ or benchmarks/, which are not
     packages) as a fresh module."""

@@ -1,5 +1,4 @@
 """The checkpoint-loading policy of san_mm.checkpoint."""
-import os
 import pickle
 import subprocess
 import sys
@@ -13,8 +12,7 @@ from mmengine.runner import Runner, load_checkpoint
 from torch.utils.data import Dataset
 
 from san_mm.checkpoint import UnsafeCheckpointError
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.conftest import run_tool
 
 
 class ToyModel(BaseModel):
@@ -115,10 +113,7 @@ def test_plain_mmengine_checkpoint_refused_then_converted(tmp_path):
     with pytest.raises(UnsafeCheckpointError, match='getattr.*convert_trusted'):
         load_checkpoint(ToyModel(), str(plain))
     safe = tmp_path / 'safe.pth'
-    out = subprocess.run(
-        [sys.executable, os.path.join(REPO, 'tools', 'convert_trusted_checkpoint.py'),
-         str(plain), str(safe)], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
+    run_tool('convert_trusted_checkpoint.py', plain, safe)
     checkpoint = torch.load(safe, weights_only=True)
     assert checkpoint['message_hub']['log_scalars']['train/loss'].current() == 1.5
     load_checkpoint(ToyModel(), str(safe))

@@ -7,6 +7,8 @@ import torch
 
 from tests.conftest import REPO, cpu_tool_env, run_tool
 
+pytestmark = pytest.mark.long  # run first (conftest.py)
+
 
 def test_demo_and_the_commands_it_prints_next(tmp_path):
     from san_mm.datasets import prepare_fashion_mnist

@@ -12,6 +12,8 @@ from san_mm.apis.cli import finish_distributed, setup_distributed
 from tests.conftest import REPO, cpu_tool_env
 from tests.test_tools.test_train_test_resume import data_root_options
 
+pytestmark = pytest.mark.long  # run first (conftest.py)
+
 
 def free_port():
     with socket.socket() as s:

@@ -9,6 +9,8 @@ import torch
 
 from tests.conftest import REPO, cpu_tool_env, run_tool
 
+pytestmark = pytest.mark.long  # run first (conftest.py)
+
 # 24 training images, batch 4: 6 iterations per epoch, 3 epochs. Mid-epoch
 # checkpoints every 4 iterations (4, 8, 16; 12 is an epoch end), validation
 # (with BN calibration at an unseen size, which draws random crops) after
