@@ -81,10 +81,10 @@ class MultiSizeLoopMixin:
                                   'size', size, type(self).__name__)
 
     def dataloader_for(self, size: int) -> DataLoader:
-        """The dataloader of ``size``. Its dataset shares the first size's
-        data (a shallow copy with its own pipeline, ``ResizeCenterCrop`` set
-        to ``size``): building a dataset again per size reads its annotation
-        again (Fashion-MNIST: about a second per size)."""
+        """The dataloader of ``size``. Its dataset is a copy of the first
+        size's (mmengine's ``build_dataloader`` deep-copies it) with
+        ``ResizeCenterCrop`` set to ``size``: building a dataset again per
+        size would read its annotations again."""
         if size not in self._dataloaders:
             cfg = self._size_cfg(size)
             first = self._dataloaders[self.test_sizes[0]].dataset
