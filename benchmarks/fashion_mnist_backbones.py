@@ -1,7 +1,8 @@
 """SAN beyond ResNet on Fashion-MNIST: a RegNet and a MobileNetV3, each against the same backbone
 trained at its largest and at its smallest size only.
 
-    python benchmarks/fashion_mnist_backbones.py run [--backbones regnet mobilenetv3] [--seed 0]
+    python benchmarks/fashion_mnist_backbones.py run [--backbones regnet mobilenetv3]
+                                                     [--methods san largest smallest] [--seed 0]
     python benchmarks/fashion_mnist_backbones.py tables      # docs/results.md's section
 
 Every run trains on the 50,000 ``train`` images with the backbone's config (the demo's recipe),
@@ -102,7 +103,7 @@ def command_run(args):
     import san_mm  # noqa: F401  (registers the SAN modules)
     register_clock_hook()
     for backbone in args.backbones:
-        for method in METHODS:
+        for method in args.methods:
             data = read_json(args.results, dict(runs=[]))
             key = f'{backbone}/{method}/seed{args.seed}'
             if any(r['key'] == key for r in data['runs']):
@@ -189,6 +190,10 @@ def main():
     run = sub.add_parser('run', help='train and evaluate what is missing')
     run.add_argument('--backbones', nargs='+', default=list(BACKBONES),
                      choices=list(BACKBONES))
+    run.add_argument('--methods', nargs='+', default=list(METHODS),
+                     choices=list(METHODS),
+                     help='which runs (e.g. two processes on two cores: '
+                     'san in one, largest and smallest in the other)')
     run.add_argument('--seed', type=int, default=0)
     run.add_argument('--cfg-options', nargs='+', action=DictAction,
                      help='overrides for every run (e.g. a smoke run)')
