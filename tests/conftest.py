@@ -68,7 +68,7 @@ def runner_on_cpu(monkeypatch):
     monkeypatch.setattr(mmengine.device.utils, 'DEVICE', 'cpu')
 
 
-def run_tool(tool, *args, env=None, check=True, fresh=False):
+def run_tool(tool, *args, env=None, check=True):
     """Run ``tools/<tool>`` with ``args`` in a process of its own from the
     repository root, on the CPU unless ``env`` says otherwise
     (:func:`cpu_tool_env`).
@@ -77,10 +77,10 @@ def run_tool(tool, *args, env=None, check=True, fresh=False):
     that runs the tool as ``python tools/<tool> args`` would (as
     ``__main__``, with ``env``, its own stdout/stderr, logging and mmengine
     instances), its imports already done: an interpreter's start and
-    torch's import cost seconds per run. ``fresh`` (and any machine with
-    CUDA, which a fork cannot use) starts a new interpreter: the demo's test
-    runs every tool that way, as printed, which checks that each imports
-    what it needs.
+    torch's import cost seconds per run. On a machine with CUDA (which a
+    fork cannot use) it starts a new interpreter. The demo starts one for
+    each of its steps, and its test runs the commands the demo prints, as
+    printed: that checks that each tool imports what it needs.
 
     Returns:
         tuple: ``(returncode, log)``, the log being stdout then stderr (one
@@ -90,7 +90,7 @@ def run_tool(tool, *args, env=None, check=True, fresh=False):
     path = os.path.join(REPO, 'tools', tool)
     args = [str(a) for a in args]
     env = env or cpu_tool_env()
-    if fresh or torch.cuda.is_available():
+    if torch.cuda.is_available():
         out = subprocess.run([sys.executable, path, *args], capture_output=True,
                              text=True, cwd=REPO, env=env)
         code, log = out.returncode, out.stdout + out.stderr
