@@ -795,9 +795,13 @@ def chosen_answer(data):
     """The chosen recipe against the five baselines on the test split (paired by seed), and its
     training compute against theirs."""
     variant = chosen_variant()
-    if variant is None or not any(variant_of(r) == variant for r in data.get('runs', [])):
+    if variant is None:
         return ('**The recipe search is running** (its validation runs are in the table below); '
-                'the chosen recipe has no final runs yet.')
+                'no recipe is chosen yet.')
+    if not any(variant_of(r) == variant for r in data.get('runs', [])):
+        return (f'**The recipe chosen on the validation split** is `{variant}` (its validation '
+                'runs are in the table below); its final runs, which read the test set, are not '
+                'done yet.')
     rows, beats = [], 0
     for size in TRAIN_SIZES:
         diff, spread = paired(by_seed(data, variant, 'proxy', size),
