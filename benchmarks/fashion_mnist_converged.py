@@ -706,8 +706,10 @@ def answer_paragraph(data, table, seeds):
 
 
 #: The SAN recipe the search chose on the validation split (recipe changes against PROTOCOL),
-#: trained for FINAL_SEEDS seeds; None while the search runs.
-CHOSEN = None
+#: trained for CHOSEN_SEEDS seeds; None while the search runs. Chosen on two seeds among the
+#: recipes at about 0.6x the baselines' compute: 91.48 +- 0.08 mean validation top-1 against
+#: largest + 1 at 35 epochs 91.35 +- 0.02 and every size at 18 epochs 91.20 (one seed, pruned).
+CHOSEN = dict(kd_mode='largest', sampling='sandwich+1', epochs=29)
 CHOSEN_SEEDS = (0, 1, 2)
 COMPUTE_PLOT = 'fashion_mnist_converged_compute.png'
 
