@@ -6,7 +6,6 @@ import sys
 import cv2
 import numpy as np
 import pytest
-
 import torch
 
 import san_mm  # noqa: F401  (registers modules, applies the checkpoint policy)
@@ -30,7 +29,6 @@ def pytest_collection_modifyitems(items):
     files in collection order, so a long file collected last would leave the
     other process idle at the end."""
     items.sort(key=lambda item: item.get_closest_marker('long') is None)
-
 
 
 def load_script(path):
@@ -139,10 +137,7 @@ def _run_forked(path, args, env):
                 runpy.run_path(path, run_name='__main__')
                 code = 0
             except SystemExit as exit:
-                if isinstance(exit.code, int) or exit.code is None:
-                    code = exit.code or 0
-                else:
-                    print(exit.code, file=sys.stderr)
+                code = exit_code(exit)
             except BaseException:
                 traceback.print_exc()
             finally:
@@ -153,6 +148,15 @@ def _run_forked(path, args, env):
         log.seek(0)
         return (os.waitstatus_to_exitcode(status),
                 log.read().decode(errors='replace'))
+
+
+def exit_code(exit):
+    """The status a Python process ends with on ``exit``: ``sys.exit()`` 0,
+    ``sys.exit(n)`` n, ``sys.exit(message)`` 1 with the message on stderr."""
+    if exit.code is None or isinstance(exit.code, int):
+        return exit.code or 0
+    print(exit.code, file=sys.stderr)
+    return 1
 
 
 def run_tool_here(capfd, tool, *args):
@@ -170,9 +174,7 @@ def run_tool_here(capfd, tool, *args):
     try:
         module.main()
     except SystemExit as exit:
-        code = exit.code if isinstance(exit.code, int) else 1
-        if not isinstance(exit.code, int):
-            print(exit.code)
+        code = exit_code(exit)
     finally:
         sys.argv = argv
     out, err = capfd.readouterr()

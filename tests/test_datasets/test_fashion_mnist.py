@@ -1,3 +1,4 @@
+import gzip
 import os.path as osp
 import struct
 
@@ -74,7 +75,6 @@ def test_missing_files_name_the_command_and_never_download(tmp_path, monkeypatch
     # with the package's files it extracts them itself
     package = tmp_path / 'package'
     package.mkdir()
-    import gzip
     write_idx(str(tmp_path), 'train', [i % 10 for i in range(20)])
     write_idx(str(tmp_path), 't10k', [i % 10 for i in range(5)])
     for name in fashion_mnist.FILES:
