@@ -159,28 +159,6 @@ def exit_code(exit):
     return 1
 
 
-def run_tool_here(capfd, tool, *args):
-    """Run ``tools/<tool>``'s ``main()`` in this process with ``args`` as its
-    command line: what :func:`run_tool` checks, without starting an
-    interpreter and importing torch again (seconds per run). For tools whose
-    result does not depend on running in a process of their own.
-
-    Returns:
-        tuple: ``(exit code, printed output)``.
-    """
-    module = load_script(os.path.join('tools', tool))
-    argv, sys.argv = sys.argv, [tool, *map(str, args)]
-    code = 0
-    try:
-        module.main()
-    except SystemExit as exit:
-        code = exit_code(exit)
-    finally:
-        sys.argv = argv
-    out, err = capfd.readouterr()
-    return code, out + err
-
-
 def write_image_folder(root, per_class=(8, 4), seed=0, size=40):
     """Tiny learnable image folders ``root/{train,val}/<class>/*.png``: each
     class is a noisy image dominated by one colour channel, of varied
