@@ -182,6 +182,18 @@ def image_folder(tmp_path_factory):
     return write_image_folder(str(tmp_path_factory.mktemp('images')))
 
 
+def tiny_cfg(tiny_config, image_folder, work_dir):
+    """The tiny config reading ``image_folder`` (as ``--cfg-options
+    data_root=...`` would) and writing to ``work_dir``."""
+    from mmengine.config import Config
+
+    from san_mm.apis.cli import merge_cfg_options
+    cfg = Config.fromfile(tiny_config)
+    merge_cfg_options(cfg, dict(data_root=str(image_folder)))
+    cfg.work_dir = str(work_dir)
+    return cfg
+
+
 @pytest.fixture(scope='session')
 def tiny_config():
     return os.path.join(REPO, 'tests', 'data', 'tiny_san_resnet18.py')

@@ -11,6 +11,7 @@ from torch._dynamo.testing import CompileCounter
 from san_mm.engine.compile import (allow_graphs, compile_options,
                                    graphs_for_sizes)
 from san_mm.models.utils import INFERENCE_MODES
+from tests.conftest import tiny_cfg
 
 pytestmark = pytest.mark.long  # run first (conftest.py)
 
@@ -249,16 +250,13 @@ def test_torch_export_at_one_size_equals_eager(mode, size, strict):
 
 def run_tiny(tiny_config, image_folder, work_dir, compile_cfg):
     from mmengine.runner import Runner
-    cfg = Config.fromfile(tiny_config)
-    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        cfg[loader].dataset.data_root = image_folder
+    cfg = tiny_cfg(tiny_config, image_folder, work_dir)
     cfg.train_cfg.max_epochs = 1
     cfg.param_scheduler = dict(type='CosineAnnealingLR', by_epoch=True,
                                T_max=1, convert_to_iter_based=True)
     cfg.test_cfg.test_sizes = [32, 28, 18]  # 28: unseen
     cfg.custom_hooks = [dict(type='PerSizeBNHook', inference_mode='data_free')]
     cfg.compile = compile_cfg
-    cfg.work_dir = str(work_dir)
     runner = Runner.from_cfg(cfg)
     runner.train()
     metrics = runner.test()

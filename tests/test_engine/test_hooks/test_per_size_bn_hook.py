@@ -1,9 +1,9 @@
 import pytest
 import torch
-from mmengine.config import Config
 from mmengine.runner import Runner
 
 from san_mm.engine.hooks import PerSizeBNHook
+from tests.conftest import tiny_cfg
 
 
 def tensors(nested):
@@ -15,10 +15,7 @@ def tensors(nested):
 @pytest.mark.parametrize('view', ['test', 'train'])
 def test_calibration_dataloader_is_built_once_and_retargeted(
         tiny_config, image_folder, tmp_path, monkeypatch, view):
-    cfg = Config.fromfile(tiny_config)
-    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        cfg[loader].dataset.data_root = image_folder
-    cfg.work_dir = str(tmp_path)
+    cfg = tiny_cfg(tiny_config, image_folder, tmp_path)
     runner = Runner.from_cfg(cfg)
     builds = []
     build = runner.build_dataloader
@@ -41,10 +38,7 @@ def test_calibration_dataloader_is_built_once_and_retargeted(
 
 def test_test_view_calibrates_on_training_images_as_the_test_pipeline_sees_them(
         tiny_config, image_folder, tmp_path):
-    cfg = Config.fromfile(tiny_config)
-    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        cfg[loader].dataset.data_root = image_folder
-    cfg.work_dir = str(tmp_path)
+    cfg = tiny_cfg(tiny_config, image_folder, tmp_path)
     runner = Runner.from_cfg(cfg)
     hook = PerSizeBNHook(calibration_batch_size=4)
     batch = next(iter(hook.calibration_dataloader(runner, 20)))

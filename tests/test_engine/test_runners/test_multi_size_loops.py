@@ -11,6 +11,7 @@ from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 from san_mm.engine.runners import MultiSizeTestLoop
+from tests.conftest import tiny_cfg
 
 
 def test_test_size_too_small_fails_before_any_data_is_read(tiny_config,
@@ -46,14 +47,11 @@ class SizeRecorder(Hook):
 
 
 def tiny_runner(tiny_config, image_folder, work_dir, **test_evaluator):
-    cfg = Config.fromfile(tiny_config)
+    cfg = tiny_cfg(tiny_config, image_folder, work_dir)
     cfg.default_hooks.checkpoint = None  # no training: nothing to save
-    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        cfg[loader].dataset.data_root = image_folder
     cfg.test_cfg.test_sizes = [32, 24, 20]
     if test_evaluator:
         cfg.test_evaluator = [cfg.test_evaluator, test_evaluator]
-    cfg.work_dir = str(work_dir)
     return Runner.from_cfg(cfg)
 
 
