@@ -37,7 +37,7 @@ def test_config_builds_with_get_model(config):
     key = repr(cfg.model.to_dict())
     if key not in _BUILT:
         _BUILT.clear()
-        _BUILT[key] = get_model(os.path.join(REPO, config))
+        _BUILT[key] = get_model(cfg)  # (a path would be parsed again)
     model = _BUILT[key]
     assert type(model).__name__ == cfg.model.type
     if cfg.model.type == 'SANClassifier':
