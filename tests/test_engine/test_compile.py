@@ -21,6 +21,10 @@ UNSEEN_SIZES = [30, 26, 18]
 RESNET = dict(type='MetaResNet', depth=18, stem_channels=4, base_channels=4,
               stem_kernel_size=3, stem_pool=False, train_sizes=TRAIN_SIZES,
               meta_init='kaiming')
+# Its first two stages (one without, one with a downsampling block): the
+# tests of compiling a whole classifier trace this, at half the cost.
+SHALLOW_RESNET = dict(RESNET, num_stages=2, strides=(1, 2), dilations=(1, 1),
+                      out_indices=(1, ))
 MOBILENET = dict(type='MetaMobileNetV2', widen_factor=0.25,
                  train_sizes=[32, 24], meta_init='kaiming')
 
@@ -53,7 +57,7 @@ def test_backbones_trace_without_graph_breaks(backbone):
 
 
 def test_training_step_traces_without_graph_breaks():
-    model = classifier(RESNET, 32).train()
+    model = classifier(SHALLOW_RESNET, 8).train()
     inputs = [torch.rand(2, 3, s, s) for s in TRAIN_SIZES]
     samples = [DataSample().set_gt_label(i) for i in range(2)]
     explained = torch._dynamo.explain(model.loss)(inputs, samples)
@@ -76,7 +80,7 @@ def test_one_graph_per_size_and_mode_without_recompile_warnings(caplog):
     """Training at every size, then evaluation at every training and unseen
     size in every mode: each (size, mode, train/eval) compiles once, and
     nothing falls back to eager for hitting dynamo's recompile limit."""
-    model = classifier(RESNET, 32)
+    model = classifier(SHALLOW_RESNET, 8)
     counter = CompileCounter()
     allow_graphs(graphs_for_sizes(len(TRAIN_SIZES) + len(UNSEEN_SIZES)))
     compiled = torch.compile(model, backend=counter, dynamic=False)
@@ -142,7 +146,7 @@ def trained_like(model, seed=0):
 def test_every_inference_mode_compiled_equals_eager(mode):
     """aot_eager runs the traced, functionalised graph: what inductor
     compiles. Equal to eager up to float32 rounding of reordered ops."""
-    model = trained_like(classifier(RESNET, 32)).eval()
+    model = trained_like(classifier(SHALLOW_RESNET, 8)).eval()
     model.backbone.inference_mode = mode
     if mode == 'calibrated':
         calibrate(model, 26)
@@ -169,7 +173,7 @@ def around_an_update(call, model, x):
 def test_kernels_are_never_stale_when_compiled():
     """No kernel cache under compile: an optimiser step between two compiled
     calls is seen by the second (B + s * A is part of the graph)."""
-    model = classifier(RESNET, 32).eval()
+    model = classifier(SHALLOW_RESNET, 8).eval()
     compiled = torch.compile(model, backend='aot_eager', dynamic=False)
     x = torch.rand(2, 3, 26, 26)
     before, after = around_an_update(
@@ -208,9 +212,7 @@ def test_serving_with_guard_evaluation_skipped_picks_each_sizes_graph():
 def test_inductor_output_equals_eager():
     """The real compiler (C++ kernels on CPU) on a two-stage MetaResNet at an
     unseen size in ideal mode (generated kernels at a new encoding)."""
-    net = MODELS.build(dict(RESNET, num_stages=2, strides=(1, 2),
-                            dilations=(1, 1), out_indices=(1, ),
-                            inference_mode='ideal')).eval()
+    net = MODELS.build(dict(SHALLOW_RESNET, inference_mode='ideal')).eval()
     compiled = torch.compile(net, dynamic=False)
     x = torch.rand(2, 3, 26, 26)
     with torch.no_grad():
@@ -251,6 +253,10 @@ def test_torch_export_at_one_size_equals_eager(mode, size, strict):
 def run_tiny(tiny_config, image_folder, work_dir, compile_cfg):
     from mmengine.runner import Runner
     cfg = tiny_cfg(tiny_config, image_folder, work_dir)
+    cfg.model.backbone.update({k: v for k, v in SHALLOW_RESNET.items()
+                               if k in ('num_stages', 'strides', 'dilations',
+                                        'out_indices')})
+    cfg.model.head.in_channels = 8
     cfg.train_cfg.max_epochs = 1
     cfg.param_scheduler = dict(type='CosineAnnealingLR', by_epoch=True,
                                T_max=1, convert_to_iter_based=True)
