@@ -176,15 +176,20 @@ def summarise(work_dir):
 
 def recipe_of(cfg):
     """The training choices the validation runs compared, from a config:
-    crop range, epochs, batch size, learning rate and sizes sampled per
-    image (``all``: every training size)."""
+    crop range, epochs, batch size, learning rate, sizes trained per image
+    (``all``: every training size; ``N``: N drawn at random; ``sandwich+N``:
+    the largest, the smallest and N drawn between) and the distillation
+    (``dense`` or ``largest``)."""
     from san_mm.utils import iter_transforms
     sampler = next(iter_transforms(cfg.train_dataloader, 'ResolutionSample'))
+    sampled = cfg.model.get('num_sampled_sizes') or 'all'
+    if cfg.model.get('sandwich'):
+        sampled = f'sandwich+{sampled}'
     return dict(crop=list(sampler['crop_ratio_range']),
                 epochs=cfg.train_cfg.max_epochs,
                 batch=cfg.train_dataloader.batch_size,
                 lr=cfg.optim_wrapper.optimizer.lr,
-                sampled_sizes=cfg.model.get('num_sampled_sizes') or 'all')
+                sampled_sizes=sampled, kd=cfg.model.distill.mode)
 
 
 def config_with(options):
@@ -214,15 +219,15 @@ def choices_table():
     with open(CHOICES) as f:
         runs = json.load(f)['validation_runs']
     chosen = recipe_of(config_with([]))
-    lines = ['| crop | epochs | batch | lr | sizes per image | mean top-1, '
-             'training sizes | 28 px | largest drop between training sizes '
-             '| smooth | minutes |', '|---' * 10 + '|']
+    lines = ['| crop | epochs | batch | lr | sizes per image | distillation | '
+             'mean top-1, training sizes | 28 px | largest drop between training '
+             'sizes | smooth | minutes |', '|---' * 11 + '|']
     for r in runs:
         recipe = r['recipe']
         drop = max(r['gaps'], key=lambda g: g['below'])
         cells = [f"({recipe['crop'][0]:g}, {recipe['crop'][1]:g})",
                  recipe['epochs'], recipe['batch'], f"{recipe['lr']:g}",
-                 recipe['sampled_sizes'], f"{r['mean_train']:.2f}",
+                 recipe['sampled_sizes'], recipe['kd'], f"{r['mean_train']:.2f}",
                  f"{r['at_28']:.2f}"]
         if recipe == chosen:
             cells = [f'**{cell}**' for cell in cells]

@@ -13,14 +13,19 @@ def load_demo():
 def test_recipe_follows_the_config_and_its_options():
     demo = load_demo()
     assert demo.recipe_of(demo.config_with([])) == dict(
-        crop=[0.65, 1.0], epochs=10, batch=128, lr=0.1, sampled_sizes='all')
+        crop=[0.65, 1.0], epochs=10, batch=128, lr=0.1, sampled_sizes='all',
+        kd='dense')
     varied = demo.recipe_of(demo.config_with([
         'train_dataloader.dataset.pipeline.0.crop_ratio_range=(0.5,1.0)',
         'train_cfg.max_epochs=6', 'optim_wrapper.optimizer.lr=0.2',
         'model.num_sampled_sizes=2',
         'train_dataloader.dataset.split=train']))
     assert varied == dict(crop=[0.5, 1.0], epochs=6, batch=128, lr=0.2,
-                          sampled_sizes=2)
+                          sampled_sizes=2, kd='dense')
+    sandwich = demo.recipe_of(demo.config_with([
+        'model.num_sampled_sizes=1', 'model.sandwich=True',
+        'model.distill.mode=largest']))
+    assert (sandwich['sampled_sizes'], sandwich['kd']) == ('sandwich+1', 'largest')
 
 
 def test_choices_table_marks_the_configs_recipe(tmp_path, monkeypatch):
@@ -36,6 +41,6 @@ def test_choices_table_marks_the_configs_recipe(tmp_path, monkeypatch):
     monkeypatch.setattr(demo, 'CHOICES', str(choices))
     lines = demo.choices_table().splitlines()
     assert len(lines) == 4
-    assert lines[2].startswith('| (0.65, 1) | 6 | 128 |')
+    assert lines[2].startswith('| (0.65, 1) | 6 | 128 | 0.1 | all | dense |')
     assert lines[3].startswith('| **(0.65, 1)** | **10** | **128** |')
     assert lines[3].endswith('| -1.00 at 18 px | yes | 9.0 |')
