@@ -632,12 +632,13 @@ def nearest_train_size(size):
     return min(TRAIN_SIZES, key=lambda t: (abs(t - size), -t))
 
 
-def best_mode(data, method, size):
+def best_mode(data, variant, size):
     """The inference mode with the highest validation top-1 at ``size``
-    (mean over the method's seeds): chosen on validation, reported on test."""
+    (mean over the variant's seeds; a variant is a method and its recipe changes,
+    :func:`variant_of`): chosen on validation, reported on test."""
     val = {}
     for run in data.get('runs', []):
-        if run['method'] == method:
+        if variant_of(run) == variant:
             for mode, values in run.get('val_top1', {}).items():
                 val.setdefault(mode, []).append(values[str(size)])
     return max(SAN_MODES, key=lambda m: np.mean(val[m])) if val else 'proxy'
@@ -711,6 +712,8 @@ def answer_paragraph(data, table, seeds):
 #: largest + 1 at 35 epochs 91.35 +- 0.02 and every size at 18 epochs 91.20 (one seed, pruned).
 CHOSEN = dict(kd_mode='largest', sampling='sandwich+1', epochs=29)
 CHOSEN_SEEDS = (0, 1, 2)
+#: The config that trains the chosen recipe (checked key by key against the study's run config).
+CHOSEN_CONFIG = 'configs/fashion_mnist/san_resnet18_fmnist_sandwich.py'
 COMPUTE_PLOT = 'fashion_mnist_converged_compute.png'
 
 
@@ -793,6 +796,33 @@ def paired(a, b):
     return float(np.mean(diffs)), (float(np.std(diffs, ddof=1)) if len(diffs) > 1 else None)
 
 
+def chosen_numbers(data):
+    """The chosen recipe's final runs against the five baselines (test split, paired by seed):
+    ``dict(variant, seeds, fraction, train=[(size, diff, spread, verdict)],
+    unseen=[(size, mode, diff, spread, verdict)])``, the unseen sizes in the mode best on the
+    recipe's validation runs against the nearest baseline with BN recalibrated; None before its
+    final runs."""
+    variant = chosen_variant()
+    runs = [r for r in data.get('runs', []) if variant_of(r) == variant]
+    if variant is None or not runs:
+        return None
+    train = []
+    for size in TRAIN_SIZES:
+        diff, spread = paired(by_seed(data, variant, 'proxy', size),
+                              by_seed(data, f'baseline@{size}', 'as_trained', size))
+        train.append((size, diff, spread, verdict(diff, spread)))
+    unseen = []
+    for size in UNSEEN_SIZES:
+        mode = best_mode(data, variant, size)
+        diff, spread = paired(by_seed(data, variant, mode, size),
+                              by_seed(data, f'baseline@{nearest_train_size(size)}',
+                                      'calibrated', size))
+        unseen.append((size, mode, diff, spread, verdict(diff, spread)))
+    return dict(variant=variant, seeds=sorted(r['seed'] for r in runs), train=train,
+                unseen=unseen,
+                fraction=np.mean([run_gmacs(r) for r in runs]) / baselines_gmacs())
+
+
 def chosen_answer(data):
     """The chosen recipe against the five baselines on the test split (paired by seed), and its
     training compute against theirs."""
@@ -800,36 +830,44 @@ def chosen_answer(data):
     if variant is None:
         return ('**The recipe search is running** (its validation runs are in the table below); '
                 'no recipe is chosen yet.')
-    if not any(variant_of(r) == variant for r in data.get('runs', [])):
+    numbers = chosen_numbers(data)
+    if numbers is None:
         return (f'**The recipe chosen on the validation split** is `{variant}` (its validation '
                 'runs are in the table below); its final runs, which read the test set, are not '
                 'done yet.')
-    rows, beats = [], 0
-    for size in TRAIN_SIZES:
-        diff, spread = paired(by_seed(data, variant, 'proxy', size),
-                              by_seed(data, f'baseline@{size}', 'as_trained', size))
-        word = verdict(diff, spread)
-        beats += word == 'better'
-        rows.append(f'{size} px {diff:+.2f}' + (f' ({spread:.2f}, {word})' if spread else ''))
-    unseen = []
-    for size in UNSEEN_SIZES:
-        near = nearest_train_size(size)
-        mode = best_mode(data, variant, size)
-        diff, spread = paired(by_seed(data, variant, mode, size),
-                              by_seed(data, f'baseline@{near}', 'calibrated', size))
-        unseen.append(f'{size} px {diff:+.2f} ({mode}'
-                      + (f', {spread:.2f}, {verdict(diff, spread)})' if spread else ')'))
-    runs = [r for r in data['runs'] if variant_of(r) == variant]
-    fraction = np.mean([run_gmacs(r) for r in runs]) / baselines_gmacs()
-    seeds = sorted(r['seed'] for r in runs)
-    return (f'**The chosen recipe**, `{variant}` (seeds {seeds}), against the five separately '
-            'trained networks at their own sizes (test top-1, SAN minus baseline, paired by '
-            'seed; in brackets the seed std of the difference and the verdict, a difference '
-            'counting beyond twice it): ' + '; '.join(rows) + f'. It beats the baselines beyond '
-            f'twice the spread at {beats} of {len(TRAIN_SIZES)} sizes, for {fraction:.2f}x their '
-            'training compute together (forward MACs of every image at every size trained). '
-            'At the unseen sizes, in the mode best on validation, against the nearest '
-            'baseline with BN recalibrated: ' + '; '.join(unseen) + '.')
+    rows = [f'{size} px {diff:+.2f}' + (f' ({spread:.2f}, {word})' if spread else '')
+            for size, diff, spread, word in numbers['train']]
+    beats = sum(word == 'better' for *_, word in numbers['train'])
+    unseen = [f'{size} px {diff:+.2f} ({mode}' + (f', {spread:.2f}, {word})' if spread else ')')
+              for size, mode, diff, spread, word in numbers['unseen']]
+    return (f'**The chosen recipe**, `{variant}` (seeds {numbers["seeds"]}), against the five '
+            'separately trained networks at their own sizes (test top-1, SAN minus baseline, '
+            'paired by seed; in brackets the seed std of the difference and the verdict, a '
+            'difference counting beyond twice it): ' + '; '.join(rows) + f'. It beats the '
+            f'baselines beyond twice the spread at {beats} of {len(TRAIN_SIZES)} sizes, for '
+            f'{numbers["fraction"]:.2f}x their training compute together (forward MACs of every '
+            'image at every size trained). At the unseen sizes, in the mode best on validation, '
+            'against the nearest baseline with BN recalibrated: ' + '; '.join(unseen) + '.')
+
+
+def chosen_summary(data):
+    """The README's sentence on the chosen recipe ('' before its final runs)."""
+    numbers = chosen_numbers(data)
+    if numbers is None:
+        return ''
+    counts = {word: sum(w == word for *_, w in numbers['train'])
+              for word in ('better', 'worse', 'within the seed spread')}
+    unseen_better = sum(w == 'better' for *_, w in numbers['unseen'])
+    return (
+        f'For less training compute, `{CHOSEN_CONFIG}` (KD from the largest size, the sandwich '
+        f'rule per step) trains one SAN for {numbers["fraction"]:.2f}x the five networks\' '
+        f'compute; over seeds {numbers["seeds"]}, SAN − network at '
+        + ' / '.join(str(size) for size, *_ in numbers['train']) + ' px: '
+        + ' / '.join(f'{diff:+.2f}' for _, diff, *_ in numbers['train'])
+        + f' (better at {counts["better"]}, worse at {counts["worse"]}, within the seed spread '
+        f'at {counts["within the seed spread"]} of {len(TRAIN_SIZES)}), and better at '
+        f'{unseen_better} of {len(UNSEEN_SIZES)} unseen sizes '
+        '([docs/results.md](docs/results.md#a-better-recipe-for-less-training-compute)).')
 
 
 def compute_plot(data, table, out_dir):
@@ -1032,11 +1070,12 @@ def readme_summary(data):
                if seed not in seeds.get(m, [])]
     status = ('' if not missing else ' **Preliminary** (the study is still running; missing: '
               + ', '.join(missing) + ').')
+    chosen = chosen_summary(data)
     return '\n'.join([
         f'ResNet-18 (width 16) on Fashion-MNIST, trained to convergence ({PROTOCOL["epochs"]} '
         f'epochs, {PROTOCOL["train_images"]:,} training images; every choice on the validation '
         f'split), test top-1 %, mean over seeds {sorted(set(seeds["san"]))}:{status}', '',
-        summary_table(data, table, seeds)])
+        summary_table(data, table, seeds), *(['', chosen] if chosen else [])])
 
 
 def results_section(data):

@@ -160,3 +160,51 @@ def test_the_chosen_recipe_is_answered_paired_by_seed_with_its_compute(study, mo
     row = next(l for l in section.splitlines() if l.startswith(f'| **{variant}**'))
     assert f'| {shown} | [0, 1, 2] |' in row  # the finals are the tuned runs' seeds
     assert fraction > 0
+
+
+def test_each_variant_takes_the_mode_best_on_its_own_validation_runs(study, monkeypatch):
+    """The paper's SAN and the chosen recipe are both method 'san': at an
+    unseen size each is reported in the mode best on its own validation
+    runs, not on the two pooled."""
+    chosen = dict(kd_mode='largest', sampling='sandwich+1')
+    monkeypatch.setattr(study, 'CHOSEN', chosen)
+    runs = []
+    for seed in (0, 1):
+        runs += [run_record(study, f'baseline@{s}', seed, 92.0) for s in study.TRAIN_SIZES]
+        paper = run_record(study, 'san', seed, 91.0)  # calibrated best on val, by 1
+        for values in paper['val_top1'].values():
+            values.update({s: v + 2 * (values is paper['val_top1']['calibrated'])
+                           for s, v in values.items()})
+        recipe = run_record(study, 'san', seed, 91.5)
+        recipe.update(recipe=study.recipe_for('san', chosen), key=f'chosen/{seed}')
+        recipe['val_top1']['ideal'] = {s: v + 2 for s, v in recipe['val_top1']['ideal'].items()}
+        runs += [paper, recipe]
+    data = dict(runs=runs)
+    variant = 'san [kd_mode=largest, sampling=sandwich+1]'
+    size = study.UNSEEN_SIZES[0]
+    assert study.best_mode(data, 'san', size) == 'calibrated'
+    assert study.best_mode(data, variant, size) == 'ideal'
+    section = study.results_section(data)
+    assert f'{size} px -0.50 (ideal' in section  # 91.5 against the baseline's 92
+
+
+def test_the_chosen_recipes_config_trains_what_the_study_ran(load_benchmark, tmp_path):
+    from functools import reduce
+
+    from mmengine.config import Config
+
+    from tests.conftest import REPO
+    study = load_benchmark('fashion_mnist_converged')
+    ran = study.build_cfg('san', study.recipe_for('san', study.CHOSEN), 0, str(tmp_path))
+    config = Config.fromfile(osp.join(REPO, study.CHOSEN_CONFIG))
+    # the study states the distillation weight; the config leaves the loss's default, 1
+    assert ran.model.distill.pop('loss_weight') == 1.0
+    assert config.model.to_dict() == ran.model.to_dict()
+    for key in ('train_dataloader.batch_size', 'train_dataloader.dataset.indices',
+                'train_dataloader.dataset.pipeline', 'optim_wrapper.optimizer',
+                'train_cfg.max_epochs'):
+        assert (reduce(getattr, key.split('.'), config) ==
+                reduce(getattr, key.split('.'), ran)), key
+    (cosine, ) = ran.param_scheduler
+    assert (config.param_scheduler.end, config.param_scheduler.T_max) == (cosine.end,
+                                                                          cosine.T_max)
