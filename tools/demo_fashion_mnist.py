@@ -192,6 +192,14 @@ def recipe_of(cfg):
                 sampled_sizes=sampled, kd=cfg.model.distill.mode)
 
 
+def epoch_options(epochs):
+    """``--cfg-options`` for ``--epochs``: the schedule's length, and, as the demo config,
+    no validation while training and one checkpoint at the end."""
+    return [f'train_cfg.max_epochs={epochs}', f'train_cfg.val_interval={epochs + 1}',
+            f'param_scheduler.end={epochs}', f'param_scheduler.T_max={epochs}',
+            f'default_hooks.checkpoint.interval={epochs}']
+
+
 def config_with(options):
     """The demo config as tools/train.py reads it with ``options``
     (``KEY=VALUE`` strings)."""
@@ -289,9 +297,7 @@ def main():
     prepare_fashion_mnist(osp.join(REPO, 'data', 'fashion_mnist'))
     options = list(args.cfg_options)
     if args.epochs:
-        options += [f'train_cfg.max_epochs={args.epochs}',
-                    f'param_scheduler.end={args.epochs}',
-                    f'param_scheduler.T_max={args.epochs}']
+        options += epoch_options(args.epochs)
     evaluated = 'test'
     if args.validation:
         evaluated = 'validation'

@@ -44,3 +44,14 @@ def test_choices_table_marks_the_configs_recipe(tmp_path, monkeypatch):
     assert lines[2].startswith('| (0.65, 1) | 6 | 128 | 0.1 | all | dense |')
     assert lines[3].startswith('| **(0.65, 1)** | **10** | **128** |')
     assert lines[3].endswith('| -1.00 at 18 px | yes | 9.0 |')
+
+
+def test_epochs_option_keeps_the_demo_schedule_shape():
+    # a longer demo than the config's 10 epochs validates no more than the
+    # config does (never while training) and checkpoints once, at the end
+    demo = load_demo()
+    cfg = demo.config_with(demo.epoch_options(16))
+    assert cfg.train_cfg.max_epochs == 16 and cfg.train_cfg.val_interval > 16
+    assert (cfg.param_scheduler.end, cfg.param_scheduler.T_max) == (16, 16)
+    assert cfg.default_hooks.checkpoint.interval == 16
+    assert demo.recipe_of(cfg)['epochs'] == 16
