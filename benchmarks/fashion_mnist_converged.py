@@ -870,6 +870,34 @@ def chosen_summary(data):
         '([docs/results.md](docs/results.md#a-better-recipe-for-less-training-compute)).')
 
 
+def short_label(variant):
+    """A variant's name for the plot: 'SAN (paper)', or its changes in a few words
+    ('29 ep, KD largest, sandwich+1')."""
+    if variant == 'san':
+        return 'SAN (paper)'
+    if not variant.startswith('san ['):
+        return variant
+    words = {'epochs': '{} ep', 'kd_mode': 'KD {}', 'sampling': '{}', 'kd_temperature': 'T={}',
+             'label_smoothing': 'LS {}', 'kd_weight': 'KD weight {}'}
+    changes = [c.split('=', 1) for c in variant[len('san ['):-1].split(', ')]
+    return ', '.join(words.get(k, k + '={}').format(v) for k, v in changes)
+
+
+def label_points(ax, points, fontsize=6):
+    """Label ``(x, y, text)`` points to their right; labels of points at about the same x are
+    spread downwards so that none overlaps the one above (a thin line to a moved label)."""
+    low, high = ax.get_ylim()
+    gap = (high - low) * fontsize / 200
+    placed = []  # (x, label y) of the labels so far
+    for x, y, text in sorted(points, key=lambda p: (round(p[0], 1), -p[1])):
+        near = [ly for lx, ly in placed if abs(lx - x) < 0.1]
+        ly = min([y] + [ny - gap for ny in near if ny - gap < y + gap])
+        placed.append((x, ly))
+        ax.annotate(text, (x, y), xytext=(x + 0.03, ly), textcoords='data', fontsize=fontsize,
+                    va='center', arrowprops=None if ly == y else dict(arrowstyle='-', lw=0.4,
+                                                                       color='0.6'))
+
+
 def compute_plot(data, table, out_dir):
     """Accuracy against training compute: validation top-1 over the training sizes of every SAN
     variant and of the five baselines (left), test top-1 over the unseen sizes of the final runs
@@ -879,21 +907,19 @@ def compute_plot(data, table, out_dir):
     import matplotlib.pyplot as plt
     total = baselines_gmacs()
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
+    labels = dict(left=[], right=[])
     own = [np.mean([last_val(r)[s] for r in data.get('runs', [])
                     if r['method'] == f'baseline@{s}']) for s in TRAIN_SIZES]
     if all(np.isfinite(own)):
         left.scatter([1.0], [np.mean(own)], marker='s', color='black', zorder=3)
-        left.annotate('five baselines', (1.0, np.mean(own)), fontsize=8,
-                      xytext=(4, 4), textcoords='offset points')
+        labels['left'].append((1.0, np.mean(own), 'five baselines'))
     for name, row in search_rows(data).items():
         per_seed = [np.mean([v[s] for s in TRAIN_SIZES]) for v in row['seeds'].values()]
         x = np.mean(row['gmacs']) / total
         left.errorbar([x], [np.mean(per_seed)], yerr=[np.std(per_seed)], fmt='o',
                       color='tab:red' if name == chosen_variant() else
                       'tab:blue' if name == 'san' else 'tab:gray', capsize=3)
-        left.annotate(name.replace('san [', '[').replace('san', 'SAN (paper)', 1)
-                      if name == 'san' else name.replace('san ', ''), (x, np.mean(per_seed)),
-                      fontsize=6, xytext=(4, -8), textcoords='offset points')
+        labels['left'].append((x, np.mean(per_seed), short_label(name)))
     left.set_xlabel('training compute / the five baselines together')
     left.set_ylabel('validation top-1 (%), mean over the training sizes')
     for name in [v for v in table if not is_baseline(v)]:
@@ -902,9 +928,7 @@ def compute_plot(data, table, out_dir):
         x = np.mean([run_gmacs(r) for r in runs]) / total
         right.scatter([x], [np.mean(values)], color='tab:red' if name == chosen_variant()
                       else 'tab:blue' if name == 'san' else 'tab:gray')
-        right.annotate('SAN (paper)' if name == 'san' else name.replace('san ', ''),
-                       (x, np.mean(values)), fontsize=6, xytext=(4, -8),
-                       textcoords='offset points')
+        labels['right'].append((x, np.mean(values), short_label(name)))
     if all(f'baseline@{s}' in table for s in TRAIN_SIZES):
         base = [np.mean(table[f'baseline@{nearest_train_size(s)}']['calibrated'][s])
                 for s in UNSEEN_SIZES]
@@ -913,9 +937,10 @@ def compute_plot(data, table, out_dir):
                        xytext=(4, 4), textcoords='offset points')
     right.set_xlabel('training compute / the five baselines together')
     right.set_ylabel('test top-1 (%), mean over the unseen sizes')
-    for ax in (left, right):
+    for ax, side in ((left, 'left'), (right, 'right')):
         ax.set_xlim(0, 1.25)
         ax.grid(alpha=0.3)
+        label_points(ax, labels[side])
     fig.tight_layout()
     path = osp.join(out_dir, COMPUTE_PLOT)
     fig.savefig(path, dpi=120)
