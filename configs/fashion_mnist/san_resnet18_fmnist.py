@@ -1,4 +1,4 @@
-# The project's main job (`make demo`): a narrow SAN ResNet-18 on Fashion-MNIST, CPU-sized.
+# The base of the Fashion-MNIST configs (the demo, `make demo`, trains san_resnet18_fmnist_demo.py, which inherits it):
 # Training sizes 28/24/20/16/12 jointly, dense scale distillation, private BN, generated block convs.
 # Width 16, 3x3 stride-2 stem without max-pool (28 px images), batch 128, SGD momentum 0.9,
 # lr 0.1, cosine, 3 epochs on the first 12,800 training images: about 4 minutes on 2 cores.

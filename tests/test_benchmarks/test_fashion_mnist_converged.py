@@ -188,17 +188,31 @@ def test_each_variant_takes_the_mode_best_on_its_own_validation_runs(study, monk
     assert f'{size} px -0.50 (ideal' in section  # 91.5 against the baseline's 92
 
 
-def test_the_chosen_recipes_config_trains_what_the_study_ran(load_benchmark, tmp_path):
+# docs/training.md, "Which recipe when": the chosen recipe's config as it is, and with the
+# options that turn it into the study's full-compute recipes
+FULL_COMPUTE = ['model.num_sampled_sizes=None', 'model.sandwich=False', 'train_cfg.max_epochs=30',
+                'param_scheduler.end=30', 'param_scheduler.T_max=30']
+
+
+@pytest.mark.parametrize('method, options', [
+    ('chosen', []), ('san_kd_largest', FULL_COMPUTE),
+    ('san', FULL_COMPUTE + ['model.distill.mode=dense'])])
+def test_the_chosen_recipes_config_trains_what_the_study_ran(load_benchmark, tmp_path, method,
+                                                             options):
     from functools import reduce
 
-    from mmengine.config import Config
-
+    from san_mm.apis.cli import config_with_options
     from tests.conftest import REPO
     study = load_benchmark('fashion_mnist_converged')
-    ran = study.build_cfg('san', study.recipe_for('san', study.CHOSEN), 0, str(tmp_path))
-    config = Config.fromfile(osp.join(REPO, study.CHOSEN_CONFIG))
-    # the study states the distillation weight; the config leaves the loss's default, 1
+    recipe = (study.recipe_for('san', study.CHOSEN) if method == 'chosen'
+              else study.recipe_for(method))
+    ran = study.build_cfg('san' if method == 'chosen' else method, recipe, 0, str(tmp_path))
+    config = config_with_options(osp.join(REPO, study.CHOSEN_CONFIG), options)
+    # the study states the distillation weight and leaves the sampling keys out where they are
+    # off; the config leaves the loss's default weight, 1, and says them, off
     assert ran.model.distill.pop('loss_weight') == 1.0
+    for key, default in (('sandwich', False), ('num_sampled_sizes', None)):
+        assert config.model.pop(key, default) == ran.model.pop(key, default), key
     assert config.model.to_dict() == ran.model.to_dict()
     for key in ('train_dataloader.batch_size', 'train_dataloader.dataset.indices',
                 'train_dataloader.dataset.pipeline', 'optim_wrapper.optimizer',
