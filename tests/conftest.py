@@ -16,13 +16,12 @@ import san_mm  # noqa: F401  (registers modules, applies the checkpoint policy)
 torch.set_num_threads(1)
 
 
-
 def _remember_config_formatting():
     """mmengine formats a config's text with yapf whenever it logs or saves
-    it (every checkpoint holds ``cfg.pretty_text``): 0.05-0.3 s a call, a
-    third of a tiny training run's time. The formatted text is a function of
-    the text and the style alone, so this process and the tools it forks
-    (:func:`run_tool`) format each text once."""
+    it (every checkpoint holds ``cfg.pretty_text``), a large share of a tiny
+    training run's time. The formatted text is a function of the text and the
+    style alone, so this process and the tools it forks (:func:`run_tool`)
+    format each text once."""
     import mmengine.config.config as config_module
     format_code, formatted = config_module.FormatCode, {}
 
@@ -97,9 +96,10 @@ def run_tool(tool, *args, env=None, check=True):
     ``__main__``, with ``env``, its own stdout/stderr, logging and mmengine
     instances), its imports already done: an interpreter's start and
     torch's import cost seconds per run. On a machine with CUDA (which a
-    fork cannot use) it starts a new interpreter. The demo starts one for
-    each of its steps, and its test runs the commands the demo prints, as
-    printed: that checks that each tool imports what it needs.
+    fork cannot use) it starts a new interpreter. What only a new
+    interpreter shows (a tool's own imports, warnings at import) is checked
+    by the demo's test: its printed one-liner runs in bash as printed, and
+    every tool imports san_mm first.
 
     Returns:
         tuple: ``(returncode, log)``, the log being stdout then stderr (one

@@ -1,4 +1,5 @@
-"""`make demo` on a tiny recipe, then every command it prints under "Next:", run as printed."""
+"""`make demo` on a tiny recipe, then every command it prints under "Next:": the one-liner as
+printed (bash, a new interpreter), the tools with the printed arguments (forked, run_tool)."""
 import ast
 import glob
 import os
