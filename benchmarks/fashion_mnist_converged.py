@@ -111,9 +111,10 @@ SAN_KEYS = SCHEDULE_KEYS + ('loss_reduction', 'kd_temperature', 'kd_mode', 'kd_w
 #: from PROTOCOL, so the earlier runs keep theirs.
 LATER_KEYS = ('label_smoothing', 'kd_mode', 'kd_weight', 'sampling')
 #: Which sizes a SAN step trains (``sampling``): every size; the largest plus one drawn from the
-#: others; the sandwich rule, the largest and the smallest plus one drawn between them.
+#: others; the sandwich rule, the largest and the smallest plus one (two) drawn between them.
 SAMPLINGS = {'all': {}, 'largest+1': {'model.num_sampled_sizes': 1},
-             'sandwich+1': {'model.num_sampled_sizes': 1, 'model.sandwich': True}}
+             'sandwich+1': {'model.num_sampled_sizes': 1, 'model.sandwich': True},
+             'sandwich+2': {'model.num_sampled_sizes': 2, 'model.sandwich': True}}
 
 #: method -> (config file, model overrides, recipe keys that matter)
 METHODS = {f'baseline@{s}': ('resnet18_fmnist_single_size.py', dict(train_sizes=[s]),
