@@ -860,8 +860,8 @@ def chosen_summary(data):
               for word in ('better', 'worse', 'within the seed spread')}
     unseen_better = sum(w == 'better' for *_, w in numbers['unseen'])
     return (
-        f'For less training compute, `{CHOSEN_CONFIG}` (KD from the largest size, the sandwich '
-        f'rule per step) trains one SAN for {numbers["fraction"]:.2f}x the five networks\' '
+        f'For less training compute, `{CHOSEN_CONFIG}` ({short_label(numbers["variant"])}) '
+        f'trains one SAN for {numbers["fraction"]:.2f}x the five networks\' '
         f'compute; over seeds {numbers["seeds"]}, SAN − network at '
         + ' / '.join(str(size) for size, *_ in numbers['train']) + ' px: '
         + ' / '.join(f'{diff:+.2f}' for _, diff, *_ in numbers['train'])

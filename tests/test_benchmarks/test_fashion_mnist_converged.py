@@ -159,6 +159,11 @@ def test_the_chosen_recipe_is_answered_paired_by_seed_with_its_compute(study, mo
     assert f'for {shown}x their training compute' in section
     row = next(l for l in section.splitlines() if l.startswith(f'| **{variant}**'))
     assert f'| {shown} | [0, 1, 2] |' in row  # the finals are the tuned runs' seeds
+    # the README's sentence (under its table of the paper's SAN): the same verdicts, in a line
+    sentence = study.chosen_summary(data)
+    assert f'(KD largest, sandwich+1) trains one SAN for {shown}x' in sentence
+    assert ('at 28 / 24 / 20 / 16 / 12 px: +0.50 / +0.50 / +0.50 / +0.50 / +0.50 (better at 5, '
+            'worse at 0') in sentence
     assert fraction > 0
 
 
