@@ -879,14 +879,15 @@ def short_label(variant):
     if not variant.startswith('san ['):
         return variant
     words = {'epochs': '{} ep', 'kd_mode': 'KD {}', 'sampling': '{}', 'kd_temperature': 'T={}',
-             'label_smoothing': 'LS {}', 'kd_weight': 'KD weight {}'}
+             'label_smoothing': 'LS {}', 'kd_weight': 'KD x{}'}
     changes = [c.split('=', 1) for c in variant[len('san ['):-1].split(', ')]
     return ', '.join(words.get(k, k + '={}').format(v) for k, v in changes)
 
 
 def label_points(ax, points, fontsize=6):
-    """Label ``(x, y, text)`` points to their right; labels of points at about the same x are
-    spread downwards so that none overlaps the one above (a thin line to a moved label)."""
+    """Label ``(x, y, text)`` points beside them (to the left below x = 0.8, where the
+    full-compute column is to their right); labels of points at about the same x are spread
+    downwards so that none overlaps the one above (a thin line to a moved label)."""
     low, high = ax.get_ylim()
     gap = (high - low) * fontsize / 200
     placed = []  # (x, label y) of the labels so far
@@ -894,9 +895,11 @@ def label_points(ax, points, fontsize=6):
         near = [ly for lx, ly in placed if abs(lx - x) < 0.1]
         ly = min([y] + [ny - gap for ny in near if ny - gap < y + gap])
         placed.append((x, ly))
-        ax.annotate(text, (x, y), xytext=(x + 0.03, ly), textcoords='data', fontsize=fontsize,
-                    va='center', arrowprops=None if ly == y else dict(arrowstyle='-', lw=0.4,
-                                                                       color='0.6'))
+        left = x < 0.8
+        ax.annotate(text, (x, y), xytext=(x - 0.03 if left else x + 0.03, ly),
+                    textcoords='data', fontsize=fontsize, va='center',
+                    ha='right' if left else 'left',
+                    arrowprops=None if ly == y else dict(arrowstyle='-', lw=0.4, color='0.6'))
 
 
 def compute_plot(data, table, out_dir):
@@ -919,7 +922,8 @@ def compute_plot(data, table, out_dir):
         x = np.mean(row['gmacs']) / total
         left.errorbar([x], [np.mean(per_seed)], yerr=[np.std(per_seed)], fmt='o',
                       color='tab:red' if name == chosen_variant() else
-                      'tab:blue' if name == 'san' else 'tab:gray', capsize=3)
+                      'tab:blue' if name == 'san' else 'tab:gray', capsize=3,
+                      zorder=4 if name == chosen_variant() else 2)
         labels['left'].append((x, np.mean(per_seed), short_label(name)))
     left.set_xlabel('training compute / the five baselines together')
     left.set_ylabel('validation top-1 (%), mean over the training sizes')
