@@ -5,7 +5,8 @@
 # between them: 3 of the 5 sizes), 29 epochs on the 50,000 training images, crop (0.8, 1); the rest
 # as the study's protocol (lr 0.1, cosine, batch 128). It trades accuracy for compute: it does not
 # reach the five separately trained networks at their sizes (see docs/results.md); for the most
-# accurate model train configs/fashion_mnist/san_resnet18_fmnist.py with the study's schedule.
+# accurate model, docs/training.md ("Which recipe when") gives the --cfg-options that turn this
+# config into the study's full-compute recipes.
 _base_ = ['./san_resnet18_fmnist.py']
 
 epochs = 29
