@@ -23,8 +23,8 @@ RESNET = dict(type='MetaResNet', depth=18, stem_channels=4, base_channels=4,
               meta_init='kaiming')
 # Its first two stages (one without, one with a downsampling block): the
 # tests of compiling a whole classifier trace this, at half the cost.
-SHALLOW_RESNET = dict(RESNET, num_stages=2, strides=(1, 2), dilations=(1, 1),
-                      out_indices=(1, ))
+TWO_STAGES = dict(num_stages=2, strides=(1, 2), dilations=(1, 1), out_indices=(1, ))
+SHALLOW_RESNET = dict(RESNET, **TWO_STAGES)
 MOBILENET = dict(type='MetaMobileNetV2', widen_factor=0.25,
                  train_sizes=[32, 24], meta_init='kaiming')
 
@@ -253,9 +253,7 @@ def test_torch_export_at_one_size_equals_eager(mode, size, strict):
 def run_tiny(tiny_config, image_folder, work_dir, compile_cfg):
     from mmengine.runner import Runner
     cfg = tiny_cfg(tiny_config, image_folder, work_dir)
-    cfg.model.backbone.update({k: v for k, v in SHALLOW_RESNET.items()
-                               if k in ('num_stages', 'strides', 'dilations',
-                                        'out_indices')})
+    cfg.model.backbone.update(TWO_STAGES)
     cfg.model.head.in_channels = 8
     cfg.train_cfg.max_epochs = 1
     cfg.param_scheduler = dict(type='CosineAnnealingLR', by_epoch=True,
